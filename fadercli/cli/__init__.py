@@ -1,0 +1,74 @@
+"""The `fader` command: a thin shell over the Python API.
+
+Command modules import torch and cv2 inside their functions, so `fader --help` stays fast.
+This package holds the one error boundary: a FaderError becomes one line on stderr and its exit
+code (FADER_DEBUG=1 shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from typer.core import TyperGroup
+
+from fadercli import __version__
+from fadercli.cli import info as _info
+from fadercli.errors import FaderError
+
+INTERRUPTED = 130  # the shell's convention for SIGINT
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("FADER_DEBUG", "") not in ("", "0")
+
+
+class _ErrorBoundary(TyperGroup):
+    """Turns known failures raised by any command into a one-line message and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except FaderError as e:
+            if debug_enabled():
+                raise
+            typer.echo(f"fader: error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            typer.echo("fader: interrupted", err=True)
+            raise typer.Exit(INTERRUPTED) from None
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    name="fader",
+    help="Edit faces in your own photos with Fader Networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fader {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Edit faces in your own photos with Fader Networks."""
+
+
+app.command("info")(_info.info)
+
+
+def main() -> None:
+    app(prog_name="fader")

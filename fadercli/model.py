@@ -1,0 +1,242 @@
+"""Fader Networks as pure nn.Modules: the autoencoder, the latent discriminator, the classifier.
+
+No I/O and no training logic here. Module and parameter names follow the authors' release
+(`enc_layers.<i>.<j>.*`, `dec_layers.<i>.<j>.*`, `conv_layers.*`, `proj_layers.*`), so their state
+dicts load as they are.
+
+Shapes, for the release's default (256 px, init_fm 32, max_fm 512, 6 blocks):
+    image 3x256x256 -> encoder blocks 32x128 .. 512x4x4 (the latent z)
+    decoder block k sees [h, y broadcast to h's size (, skip)] and doubles the resolution
+    latent discriminator: z -> conv blocks down to 1x1 -> Linear(hid_dim) -> Linear(n_attr)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+UPSAMPLE_METHODS = ("convtranspose", "upsampling", "pixelshuffle")
+
+
+def _check_image_geometry(img_size: int, init_fm: int, max_fm: int) -> int:
+    """Validate the shared geometry; return log2(img_size)."""
+    depth = int(math.log2(img_size)) if img_size > 0 else 0
+    if img_size < 32 or img_size > 512 or 2**depth != img_size:
+        raise ValueError(f"img_size must be a power of two from 32 to 512, got {img_size}")
+    if not 1 <= init_fm <= max_fm:
+        raise ValueError(f"need 1 <= init_fm <= max_fm, got init_fm={init_fm}, max_fm={max_fm}")
+    return depth
+
+
+def _normalise_attributes(obj, attributes) -> None:
+    # JSON round trips turn tuples into lists; frozen dataclasses must stay hashable.
+    pairs = tuple((str(name), int(n)) for name, n in attributes)
+    if not pairs or any(n < 2 for _, n in pairs):
+        raise ValueError(f"attributes must be (name, n_categories >= 2) pairs, got {attributes!r}")
+    object.__setattr__(obj, "attributes", pairs)
+
+
+class _ConfigMixin:
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    @property
+    def n_attr(self) -> int:
+        """Decoder/classifier channels: one per category of every attribute."""
+        return sum(n for _, n in self.attributes)
+
+    def fm(self, block: int) -> int:
+        """Feature maps at the output of conv block `block` (0-based)."""
+        return min(self.init_fm * 2**block, self.max_fm)
+
+
+@dataclass(frozen=True)
+class FaderConfig(_ConfigMixin):
+    """Everything that fixes the shapes of a Fader autoencoder and its latent discriminator."""
+
+    attributes: tuple[tuple[str, int], ...] = (("Eyeglasses", 2),)
+    img_size: int = 256
+    img_channels: int = 3
+    init_fm: int = 32
+    max_fm: int = 512
+    n_layers: int = 6
+    n_skip: int = 0
+    upsample: str = "convtranspose"
+    instance_norm: bool = False
+    dec_dropout: float = 0.0
+    hid_dim: int = 512
+    lat_dis_dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        _normalise_attributes(self, self.attributes)
+        depth = _check_image_geometry(self.img_size, self.init_fm, self.max_fm)
+        if not 1 <= self.n_layers <= depth:
+            raise ValueError(f"n_layers must be 1..{depth} for {self.img_size} px, got {self.n_layers}")
+        if self.instance_norm and self.n_layers == depth:
+            raise ValueError("instance norm needs a latent of at least 2x2: use fewer layers")
+        if not 0 <= self.n_skip <= self.n_layers - 1:
+            raise ValueError(f"n_skip must be 0..{self.n_layers - 1}, got {self.n_skip}")
+        if self.upsample not in UPSAMPLE_METHODS:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_METHODS)}, got {self.upsample!r}")
+        for name in ("dec_dropout", "lat_dis_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        side = self.img_size >> self.n_layers
+        return (self.fm(self.n_layers - 1), side, side)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(_ConfigMixin):
+    """An attribute classifier: the encoder's conv stack down to 1x1, then two linear layers."""
+
+    attributes: tuple[tuple[str, int], ...] = (("Eyeglasses", 2),)
+    img_size: int = 256
+    img_channels: int = 3
+    init_fm: int = 32
+    max_fm: int = 512
+    hid_dim: int = 512
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _normalise_attributes(self, self.attributes)
+        _check_image_geometry(self.img_size, self.init_fm, self.max_fm)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def n_blocks(self) -> int:
+        return int(math.log2(self.img_size))
+
+
+def _norm(instance_norm: bool, n: int) -> nn.Module:
+    return nn.InstanceNorm2d(n, affine=True) if instance_norm else nn.BatchNorm2d(n)
+
+
+def _down_block(config, block: int, dropout: float = 0.0, instance_norm: bool = False) -> nn.Sequential:
+    """Conv(4, stride 2) [+ norm, except block 0] + LeakyReLU(0.2) [+ dropout]."""
+    n_in = config.img_channels if block == 0 else config.fm(block - 1)
+    layers: list[nn.Module] = [nn.Conv2d(n_in, config.fm(block), 4, 2, 1)]
+    if block > 0:
+        layers.append(_norm(instance_norm, config.fm(block)))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def _up_block(config: FaderConfig, n_in: int, n_out: int, last: bool) -> nn.Sequential:
+    """Double the resolution, then norm + [dropout] + ReLU, or Tanh for the image."""
+    if config.upsample == "convtranspose":
+        layers: list[nn.Module] = [nn.ConvTranspose2d(n_in, n_out, 4, 2, 1, bias=False)]
+    elif config.upsample == "upsampling":
+        layers = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(n_in, n_out, 3, 1, 1)]
+    else:
+        layers = [nn.Conv2d(n_in, 4 * n_out, 3, 1, 1), nn.PixelShuffle(2)]
+    if last:
+        layers.append(nn.Tanh())
+    else:
+        layers.append(_norm(config.instance_norm, n_out))
+        if config.dec_dropout > 0:
+            layers.append(nn.Dropout(config.dec_dropout))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _proj(n_in: int, hid_dim: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hid_dim), nn.LeakyReLU(0.2, inplace=True), nn.Linear(hid_dim, n_out))
+
+
+class AutoEncoder(nn.Module):
+    """E(x) -> z, D(z, y) -> image; y is the attribute vector of `config.n_attr` channels.
+
+    `encode` returns a list of features, latent first, then the skip features the decoder needs,
+    so callers can encode once and decode many attribute vectors (sweeps, searches).
+    """
+
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        self.config = config
+        n, skip = config.n_layers, config.n_skip
+        self.enc_layers = nn.ModuleList(
+            _down_block(config, i, instance_norm=config.instance_norm) for i in range(n)
+        )
+        dec = []
+        for i in reversed(range(n)):  # decoder block k mirrors encoder block n - 1 - k
+            has_skip = n - 1 - skip <= i < n - 1
+            n_in = config.fm(i) + config.n_attr + (config.fm(i) if has_skip else 0)
+            n_out = config.img_channels if i == 0 else config.fm(i - 1)
+            dec.append(_up_block(config, n_in, n_out, last=i == 0))
+        self.dec_layers = nn.ModuleList(dec)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for layer in self.enc_layers:
+            x = layer(x)
+            outputs.append(x)
+        # Latent first, then the outputs of blocks n-2, n-3, ... that skip connections read.
+        return [outputs[-1 - k] for k in range(self.config.n_skip + 1)]
+
+    def decode(self, features: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        h = features[0]
+        y = y.to(h.dtype)[:, :, None, None]
+        for k, layer in enumerate(self.dec_layers):
+            parts = [h, y.expand(-1, -1, h.shape[2], h.shape[3])]
+            if 0 < k <= self.config.n_skip:
+                parts.append(features[k])
+            h = layer(torch.cat(parts, 1))
+        return h
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), y)
+
+
+class LatentDiscriminator(nn.Module):
+    """Predicts the attributes from the latent z: logits of shape (batch, n_attr).
+
+    Always batch norm: its blocks end at 1x1, where instance norm would erase everything.
+    """
+
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        self.config = config
+        depth = int(math.log2(config.img_size))
+        self.conv_layers = nn.Sequential(
+            *(_down_block(config, i, config.lat_dis_dropout) for i in range(config.n_layers, depth))
+        )
+        self.proj_layers = _proj(config.fm(depth - 1), config.hid_dim, config.n_attr)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.proj_layers(self.conv_layers(z).flatten(1))
+
+
+class Classifier(nn.Module):
+    """Predicts the attributes from an image: logits of shape (batch, n_attr)."""
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        self.conv_layers = nn.Sequential(
+            *(_down_block(config, i, config.dropout) for i in range(config.n_blocks))
+        )
+        self.proj_layers = _proj(config.fm(config.n_blocks - 1), config.hid_dim, config.n_attr)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_layers(self.conv_layers(x).flatten(1))

@@ -1,0 +1,24 @@
+"""Shared test fixtures. Test inputs come from ../shared (see its SOURCES.md) or are made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke `fader ARGS...` in-process; the result has exit_code, stdout and stderr apart."""
+    from fadercli.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return run
