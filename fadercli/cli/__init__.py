@@ -13,7 +13,9 @@ import typer
 from typer.core import TyperGroup
 
 from fadercli import __version__
+from fadercli.cli import demo as _demo
 from fadercli.cli import info as _info
+from fadercli.cli import train as _train
 from fadercli.errors import FaderError
 
 INTERRUPTED = 130  # the shell's convention for SIGINT
@@ -68,6 +70,9 @@ def _root(
 
 
 app.command("info")(_info.info)
+app.command("train")(_train.train)
+app.command("eval")(_train.evaluate)
+app.command("demo")(_demo.demo)
 
 
 def main() -> None:
