@@ -104,6 +104,6 @@ def _report(result: dict, out: Path, as_json: bool) -> None:
     typer.echo(f"reconstruction PSNR: {result['psnr']:.2f} dB on {result['n_faces']} validation faces")
     for name, accuracy in result["swap_accuracy"].items():
         typer.echo(
-            f"swap accuracy {name}: {accuracy:.1%} (residual edit {result['swap_accuracy_residual'][name]:.1%}; "
+            f"swap accuracy {name}: {accuracy:.1%} (bare decode {result['swap_accuracy_decoded'][name]:.1%}; "
             f"classifier accuracy {result['classifier_accuracy'][name]:.1%})"
         )

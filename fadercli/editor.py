@@ -1,0 +1,155 @@
+"""Editing aligned face crops with a Fader model: encode once, decode many, compose the edit.
+
+A decoder reproduces a face only approximately, so an edit is not shown as the bare decode.
+`compose` keeps the input's own pixels wherever the edit leaves the decode unchanged and takes
+the decoded edit where the attribute changes the face: an edit to the face's current values
+returns the input exactly, and detail the model cannot draw (texture, hair, background) stays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from fadercli.attributes import AttributeSet
+from fadercli.model import AutoEncoder
+
+# |edit - reconstruction| (in [-1, 1] units) at which a pixel is fully the decoded edit.
+CHANGE_SCALE = 0.1
+# Values tried for each attribute when estimating a face's own values, before refining.
+SEARCH_GRID = 7
+SEARCH_RANGE = (-0.25, 1.25)
+
+
+def compose(x: torch.Tensor, recon: torch.Tensor, edit: torch.Tensor) -> torch.Tensor:
+    """The input where the edit changes nothing, the decoded edit where it changes the face.
+
+    The blend weight is how much the edit moves each pixel (max over channels, dilated by one pixel
+    so edges of a changed region are taken whole), saturating at CHANGE_SCALE.
+    """
+    change = (edit - recon).abs().amax(1, keepdim=True)
+    weight = (F.max_pool2d(change, 3, 1, 1) / CHANGE_SCALE).clamp(0, 1)
+    return (edit + (x - recon) * (1 - weight)).clamp(-1, 1)
+
+
+def channels(attributes: AttributeSet, values: torch.Tensor) -> torch.Tensor:
+    """Slider values (B, n_attributes) -> decoder input (B, n_channels): a -> (1 - a, a); categories one-hot."""
+    parts = []
+    for i, a in enumerate(attributes):
+        v = values[:, i : i + 1]
+        if a.binary:
+            parts += [1 - v, v]
+        else:
+            parts.append(F.one_hot(v.round().long().clamp(0, a.n_categories - 1)[:, 0], a.n_categories).to(v.dtype))
+    return torch.cat(parts, 1)
+
+
+class Editor:
+    """A Fader autoencoder ready for editing crops given as float tensors in [-1, 1]."""
+
+    def __init__(self, model: AutoEncoder, device: torch.device | str = "cpu", batch_size: int = 64):
+        self.attributes = AttributeSet.from_pairs(model.config.attributes)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.img_size = model.config.img_size
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.encode(x.to(self.device))
+
+    @torch.inference_mode()
+    def decode(self, features: list[torch.Tensor], values: torch.Tensor) -> torch.Tensor:
+        """Decode (B, n_attributes) slider values, in batches of `batch_size`."""
+        values = values.to(self.device, torch.float32)
+        out = []
+        for start in range(0, len(values), self.batch_size):
+            chunk = [f[start : start + self.batch_size] for f in features]
+            out.append(self.model.decode(chunk, channels(self.attributes, values[start : start + self.batch_size])))
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def estimate(self, x: torch.Tensor, features: list[torch.Tensor] | None = None, passes: int = 1) -> torch.Tensor:
+        """Each face's own slider values: those whose reconstruction matches it best.
+
+        A coordinate search: per attribute, a grid of values (others held), then a parabola
+        through the best grid point and its neighbours. Categorical attributes take the best index.
+        """
+        x = x.to(self.device)
+        features = features if features is not None else self.encode(x)
+        n = len(x)
+        values = torch.tensor([0.5 if a.binary else 0.0 for a in self.attributes], device=self.device).repeat(n, 1)
+        for _ in range(passes):
+            for i, a in enumerate(self.attributes):
+                if a.binary:
+                    grid = torch.linspace(*SEARCH_RANGE, SEARCH_GRID, device=self.device)
+                else:
+                    grid = torch.arange(a.n_categories, device=self.device, dtype=torch.float32)
+                k = len(grid)
+                trial = values.repeat_interleave(k, 0)
+                trial[:, i] = grid.repeat(n)
+                decoded = self.decode([f.repeat_interleave(k, 0) for f in features], trial)
+                errors = (decoded - x.repeat_interleave(k, 0)).pow(2).flatten(1).mean(1).view(n, k)
+                best = errors.argmin(1)
+                chosen = grid[best]
+                if a.binary:
+                    chosen = chosen + _parabola_offset(errors, best) * (grid[1] - grid[0])
+                values[:, i] = chosen
+        return values
+
+    def values_for(
+        self, estimate: torch.Tensor, absolute: Mapping[str, float] | None = None, shift: Mapping[str, float] | None = None
+    ) -> torch.Tensor:
+        """Target values: the estimate, with some attributes set (`absolute`) or moved (`shift`)."""
+        target = estimate.clone()
+        for name, value in (absolute or {}).items():
+            target[:, self.attributes.index(name)] = value
+        for name, delta in (shift or {}).items():
+            target[:, self.attributes.index(name)] += delta
+        return target
+
+    @torch.inference_mode()
+    def analyse(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(features, estimated values, reconstruction at those values): what every edit starts from."""
+        x = x.to(self.device)
+        features = self.encode(x)
+        estimate = self.estimate(x, features)
+        return features, estimate, self.decode(features, estimate)
+
+    @torch.inference_mode()
+    def edit(
+        self, x: torch.Tensor, absolute: Mapping[str, float] | None = None, shift: Mapping[str, float] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(edited crops, the faces' estimated values, the target values) for a batch of crops."""
+        x = x.to(self.device)
+        features, estimate, recon = self.analyse(x)
+        target = self.values_for(estimate, absolute, shift)
+        return compose(x, recon, self.decode(features, target)), estimate, target
+
+    @torch.inference_mode()
+    def sweep(self, x: torch.Tensor, attribute: str, values: Sequence[float]) -> torch.Tensor:
+        """(B, len(values), 3, S, S): each face with one attribute slid through `values`.
+
+        One encoder pass per face; all steps decoded in batches.
+        """
+        x = x.to(self.device)
+        features, estimate, recon = self.analyse(x)
+        i, k = self.attributes.index(attribute), len(values)
+        trial = estimate.repeat_interleave(k, 0)
+        trial[:, i] = torch.tensor(list(values), device=self.device, dtype=trial.dtype).repeat(len(x))
+        decoded = self.decode([f.repeat_interleave(k, 0) for f in features], trial)
+        out = compose(x.repeat_interleave(k, 0), recon.repeat_interleave(k, 0), decoded)
+        return out.view(len(x), k, *x.shape[1:])
+
+
+def _parabola_offset(errors: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """Sub-grid position of the minimum from the best point and its two neighbours (0 at the ends)."""
+    k = errors.shape[1]
+    inner = best.clamp(1, k - 2)
+    left, mid, right = (errors.gather(1, (inner + d)[:, None])[:, 0] for d in (-1, 0, 1))
+    curvature = left - 2 * mid + right
+    offset = torch.where(curvature > 0, 0.5 * (left - right) / curvature.clamp_min(1e-12), torch.zeros_like(mid))
+    at_end = (best == 0) | (best == k - 1)
+    return torch.where(at_end, torch.zeros_like(offset), offset.clamp(-0.5, 0.5))
