@@ -769,7 +769,7 @@ def resolve_model(spec: str, *, kind: str | None = "fader", quiet: bool = False)
                 raise ModelError(f"{path}: no such model file")
             entry = registry().get(spec.lower())
             if entry is not None and entry.kind == "detector":
-                raise ModelError(f"{entry.name} is {entry.description or 'a detector'}, not a model fader can load")
+                raise ModelError(f"{entry.name} ({entry.description or entry.format}) is not a model fader can load")
             if entry is not None and entry.kind is not None:
                 from fadercli.weights import require_kind
 

@@ -119,6 +119,7 @@ def test_broken_files_give_one_line(case, release, tmp_path, run_cli):
         (_set("init_fm", 16), "has shape"),  # tensors checked against the stated configuration
         (_set("deconv_method", "bilinear"), "a configuration fader cannot build"),
     ],
+    ids=["missing setting", "wrong type", "n_attr", "tensors", "unbuildable"],
 )
 def test_configuration_is_read_from_the_file_and_checked(edit, expected, release, tmp_path):
     path = _small_release_file(release, tmp_path, edit)

@@ -122,11 +122,14 @@ def test_a_stalled_server_times_out_with_a_clear_error(blob, server, monkeypatch
 
 
 @pytest.mark.parametrize("terminal, quiet, shown", [(True, False, True), (True, True, False), (False, False, False)])
-def test_retries_are_reported_at_a_terminal_unless_quiet(terminal, quiet, shown, blob, server, capsys, monkeypatch):
+def test_progress_and_retries_show_at_a_terminal_unless_quiet(terminal, quiet, shown, blob, server, capsys,
+                                                              monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     server.plan.fail = [502]
     hub.fetch("blob", quiet=quiet)
-    assert ("fader: blob: HTTP 502 Bad Gateway; retrying in 0.01 s" in capsys.readouterr().err) is shown
+    err = capsys.readouterr().err
+    assert ("fader: blob: HTTP 502 Bad Gateway; retrying in 0.01 s" in err) is shown
+    assert ("300.0/300.0 kB" in err) is shown  # the progress bar's last state
 
 
 def test_not_enough_disk_space(blob, home, server, monkeypatch):

@@ -96,7 +96,7 @@ def test_an_http_url(ours, home, server):
 
 def test_names_that_cannot_give_a_fader_model(home, monkeypatch):
     monkeypatch.setenv("FADER_OFFLINE", "1")  # any download attempt would fail differently
-    with pytest.raises(ModelError, match="yunet is YuNet face detector .*not a model fader can load"):
+    with pytest.raises(ModelError, match=r"yunet \(YuNet face detector .*\) is not a model fader can load"):
         hub.resolve_model("yunet")
     with pytest.raises(ModelError, match="classifier256: this is a classifier model, a fader model is needed"):
         hub.resolve_model("classifier256")
