@@ -4,6 +4,7 @@ Kept free of heavy imports: `fader --help` loads this package, and must not pull
 """
 
 import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -11,3 +12,8 @@ __version__ = "0.1.0"
 def env_flag(name: str) -> bool:
     """Whether environment variable `name` is set to anything but "" or "0"."""
     return os.environ.get(name, "") not in ("", "0")
+
+
+def say(message: str) -> None:
+    """A message for the user on stderr (results go to stdout)."""
+    print(f"fader: {message}", file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""Pretrained weights: the registry of named files, the cache, safe downloads, `--model` resolution.
+"""Pretrained weights: the registry of named files, the cache, `--model` resolution.
 
 The fader home is $FADER_HOME, else the per-user cache folder (platformdirs). Inside it:
     CACHEDIR.TAG                    tells backup tools to skip the folder
@@ -9,9 +9,10 @@ The fader home is $FADER_HOME, else the per-user cache folder (platformdirs). In
                                     it outlives `fader models rm`, so a new download must match it
     locks/<name>.lock               one process fetches a name at a time (DDP ranks too)
 
-A file appears under its final name only once its size and sha256 are checked. The authors'
-.pth files are converted to model.safetensors on first use and the .pth is then deleted.
-Network-free imports only at module level: `fader --help` imports this module.
+A file appears under its final name only once its size and sha256 are checked (download.py).
+The authors' .pth files are converted to model.safetensors on first use and the .pth is then
+deleted. requests, torch and the converter are imported only where needed: `fader models list`
+and downloads of non-model files stay light.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ import os
 import re
 import shutil
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fadercli import __version__, env_flag
+from fadercli import env_flag, say
 from fadercli.attributes import did_you_mean
+from fadercli.download import Download, DownloadSettings, download, sha256_file
 from fadercli.errors import DownloadError, ModelError, OutputError, UsageError
 from fadercli.files import atomic_path
 
@@ -58,8 +59,6 @@ READERS = {
 BUILTIN = "built-in"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_SPARE_BYTES = 16 << 20  # left free on the disk after a download
-_CHUNK = 1 << 16
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
     "# This file is a cache directory tag created by fader (fadercli).\n"
@@ -287,217 +286,6 @@ def _check_name(name: str) -> str:
     return key
 
 
-# ---------------------------------------------------------------- downloads
-
-
-@dataclass(frozen=True)
-class DownloadSettings:
-    """How patient downloads are: FADER_DOWNLOAD_TIMEOUT, _RETRIES and _BACKOFF override these."""
-
-    timeout: float = 30.0  # seconds to connect, and seconds without data before a try is abandoned
-    retries: int = 4  # further tries after a 5xx answer, a refused or dropped connection, a stall
-    backoff: float = 1.0  # seconds before the first retry, doubling each time
-
-    @classmethod
-    def from_env(cls) -> DownloadSettings:
-        def number(name: str, default, cast, least):
-            text = os.environ.get(name, "")
-            try:
-                value = cast(text) if text else default
-            except ValueError:
-                value = least - 1
-            if not value >= least:  # also refuses NaN
-                raise UsageError(f"{name} must be a number >= {least}, got {text!r}")
-            return value
-
-        return cls(
-            timeout=number("FADER_DOWNLOAD_TIMEOUT", cls.timeout, float, 0.001),
-            retries=number("FADER_DOWNLOAD_RETRIES", cls.retries, int, 0),
-            backoff=number("FADER_DOWNLOAD_BACKOFF", cls.backoff, float, 0),
-        )
-
-
-class _Retry(Exception):
-    """A failure worth another try (5xx, connection refused or dropped, stall)."""
-
-
-class _UrlFailed(Exception):
-    """This URL will not give the file; a mirror might."""
-
-
-def _say(message: str) -> None:
-    print(f"fader: {message}", file=sys.stderr, flush=True)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass
-class _Job:
-    """One file to download: where to, what it must be, how to report on it."""
-
-    dest: Path
-    sha256: str | None
-    size: int | None
-    label: str
-    interactive: bool  # a progress bar and retry messages (a terminal, not --quiet)
-    notice: str | None  # said once, when the transfer starts
-    settings: DownloadSettings
-
-    @property
-    def part(self) -> Path:
-        return self.dest.with_name(self.dest.name + ".part")
-
-    def starting(self) -> None:
-        if self.notice:
-            _say(f"{self.label}: {self.notice}")
-            self.notice = None
-
-
-@contextmanager
-def _progress(job: _Job, total: int | None, done: int) -> Iterator:
-    """A rich progress bar on stderr, if interactive; yields advance(n)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not job.interactive) as bar:
-        task = bar.add_task(job.label, total=total, completed=done)
-        yield lambda n: bar.advance(task, n)
-
-
-def _reason(error: Exception, url: str, timeout: float) -> str:
-    """A short, one-line description of a transport failure."""
-    import requests
-    from urllib3.exceptions import ReadTimeoutError
-
-    host = urlsplit(url).hostname
-    if isinstance(error, requests.ConnectTimeout):
-        return f"cannot connect to {host} (no answer in {timeout:g} s)"
-    if isinstance(error, requests.Timeout) or error.args and isinstance(error.args[0], ReadTimeoutError):
-        return f"the server stopped sending data (nothing for {timeout:g} s)"
-    if isinstance(error, requests.exceptions.ChunkedEncodingError):
-        return "the connection dropped during the transfer"
-    if isinstance(error, requests.ConnectionError):
-        return f"cannot connect to {host}"
-    return str(error)
-
-
-def _total(response) -> int | None:
-    """The full file size a 200 or 206 response states, if it does."""
-    if response.status_code == 206:
-        total = response.headers.get("Content-Range", "").rpartition("/")[2]
-    else:
-        total = response.headers.get("Content-Length", "")
-    return int(total) if total.isdigit() else None
-
-
-def _attempt(url: str, job: _Job) -> None:
-    """One GET appending to job.part (from its current length, with a Range request)."""
-    import requests
-
-    part = job.part
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"Accept-Encoding": "identity", "User-Agent": f"fader/{__version__}"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    timeout = job.settings.timeout
-    with requests.get(url, headers=headers, stream=True, timeout=(timeout, timeout)) as r:
-        if r.status_code == 416 and have:  # the partial file is stale or complete: start over
-            part.unlink()
-            raise _Retry("the server refused to resume the partial file")
-        if r.status_code >= 500 or r.status_code == 429:
-            raise _Retry(f"HTTP {r.status_code} {r.reason}")
-        if r.status_code not in (200, 206):
-            raise _UrlFailed(f"HTTP {r.status_code} {r.reason}")
-        if r.status_code == 206 and not r.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            raise _UrlFailed("the server answered the resume request with other bytes")
-        if r.status_code == 200:
-            have = 0  # the server ignored the Range header and sends the whole file
-        total = job.size or _total(r)
-        if total is not None:
-            need, free = total - have, shutil.disk_usage(part.parent).free
-            if need > free - _SPARE_BYTES:
-                raise DownloadError(
-                    f"not enough disk space in {part.parent} for {job.label}: {need / 1e6:.1f} MB needed,"
-                    f" {free / 1e6:.1f} MB free"
-                )
-        job.starting()
-        with open(part, "ab" if have else "wb") as out, _progress(job, total, have) as advance:
-            for chunk in r.iter_content(_CHUNK):
-                out.write(chunk)
-                advance(len(chunk))
-                if total is not None and out.tell() > total:
-                    break
-    got = part.stat().st_size
-    if total is not None and got > total:
-        part.unlink()
-        raise _UrlFailed(f"the server sent more than the {total} bytes expected")
-    if total is not None and got < total:
-        raise _Retry(f"the connection closed after {got} of {total} bytes")
-
-
-def _download_from(url: str, job: _Job) -> str:
-    """Download from one URL, with retries; return the file's sha256."""
-    import requests
-
-    part = job.part
-    tries, fresh_retry = 0, True
-    while True:
-        resumed = part.exists()
-        try:
-            _attempt(url, job)
-        except (_Retry, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-            reason = str(e) if isinstance(e, _Retry) else _reason(e, url, job.settings.timeout)
-            tries += 1
-            if tries > job.settings.retries:
-                raise _UrlFailed(f"{reason} ({tries} {'try' if tries == 1 else 'tries'})") from None
-            wait = job.settings.backoff * 2 ** (tries - 1)
-            if job.interactive:
-                _say(f"{job.label}: {reason}; retrying in {wait:g} s")
-            time.sleep(wait)
-            continue
-        except requests.RequestException as e:  # a malformed URL, too many redirects ...
-            raise _UrlFailed(_reason(e, url, job.settings.timeout)) from None
-        except OSError as e:  # requests' errors are OSErrors too, hence this order
-            raise DownloadError(f"cannot write {part}: {e.strerror or e}") from None
-        got = part.stat().st_size
-        digest = _sha256_file(part)
-        if job.size is not None and got != job.size or job.sha256 is not None and digest != job.sha256:
-            part.unlink()
-            if resumed and fresh_retry:  # the kept bytes may be from an older version of the file
-                fresh_retry = False
-                continue
-            if job.size is not None and got != job.size:
-                raise _UrlFailed(f"got {got} bytes, expected {job.size}")
-            raise _UrlFailed(f"sha256 mismatch: got {digest}, expected {job.sha256}")
-        os.replace(part, job.dest)
-        return digest
-
-
-def _download(urls: Sequence[str], job: _Job) -> str:
-    """Download to job.dest through job.part (resumed if present), checked; return its sha256.
-
-    The caller holds the entry's lock. Tries each mirror in turn.
-    """
-    failures = []
-    for url in urls:
-        try:
-            return _download_from(url, job)
-        except _UrlFailed as e:
-            failures.append(f"{url}: {e}")
-    raise DownloadError(
-        f"cannot download {job.label} from {'; '.join(failures)}. Offline? Fetch the file elsewhere and"
-        f" save it as {job.dest} (FADER_OFFLINE=1 keeps fader off the network)"
-    )
-
-
 @contextmanager
 def _locked(name: str, quiet: bool) -> Iterator[None]:
     """Hold the entry's inter-process lock, saying so if another process has it."""
@@ -510,7 +298,7 @@ def _locked(name: str, quiet: bool) -> Iterator[None]:
         lock.acquire(timeout=0)
     except Timeout:
         if not quiet:
-            _say(f"waiting for another fader process to finish with {name}")
+            say(f"waiting for another fader process to finish with {name}")
         lock.acquire()
     try:
         yield
@@ -542,14 +330,14 @@ def _record(entry: Entry, digest: str) -> None:
     record = _record_path(entry.name)
     with atomic_path(record) as tmp:
         tmp.write_text(digest + "\n")
-    _say(f"{entry.name}: no sha256 is published for this file; recorded {digest} in {record},"
+    say(f"{entry.name}: no sha256 is published for this file; recorded {digest} in {record},"
          " and later downloads must match it")
 
 
 def _check_cached(entry: Entry, path: Path) -> str:
     """Check a file already in the cache (or put there by hand); return its sha256."""
     expected, source = _expected_sha256(entry)
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     if expected is None:
         _record(entry, digest)
     elif digest != expected or entry.size is not None and path.stat().st_size != entry.size:
@@ -571,11 +359,11 @@ def _download_entry(entry: Entry, dest: Path, quiet: bool) -> str:
             f" download {entry.urls[0]} and save it as {dest}"
         )
     expected, _ = _expected_sha256(entry)
-    job = _Job(dest, expected, entry.size, entry.name, interactive=not quiet and sys.stderr.isatty(),
+    job = Download(dest, expected, entry.size, entry.name, interactive=not quiet and sys.stderr.isatty(),
                notice=entry.notice, settings=DownloadSettings.from_env())
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        digest = _download(entry.urls, job)
+        digest = download(entry.urls, job)
     except BaseException:
         if not any(dest.parent.iterdir()):  # leave no empty folder behind (a .part stays, to resume)
             dest.parent.rmdir()
@@ -667,7 +455,7 @@ def import_model(file: str | os.PathLike, name: str, *, force: bool = False) -> 
         if dest.exists() and not force:
             raise OutputError(f"{key} is already in the cache ({dest}): use --force to replace it")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        training = loaded.training | {"imported_from": path.name, "source_sha256": _sha256_file(path)}
+        training = loaded.training | {"imported_from": path.name, "source_sha256": sha256_file(path)}
         save_model(dest, loaded.model, slider_ranges=loaded.slider_ranges, training=training)
     return dest
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,7 +134,7 @@ def test_progress_and_retries_show_at_a_terminal_unless_quiet(terminal, quiet, s
 
 
 def test_not_enough_disk_space(blob, home, server, monkeypatch):
-    monkeypatch.setattr(hub.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**12, used=10**12, free=1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**12, used=10**12, free=1000))
     with pytest.raises(DownloadError, match="not enough disk space .* 0.3 MB needed, 0.0 MB free"):
         hub.fetch("blob", quiet=True)
     assert leftovers(home) == []
