@@ -81,11 +81,8 @@ class AttributeSet:
         for a in self.attributes:
             if a.name.lower() == name.lower():
                 return a.name
-        lowered = {a.name.lower(): a.name for a in self.attributes}
-        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-        hint = f" Did you mean {lowered[close[0]]}?" if close else ""
         raise UsageError(
-            f"unknown attribute {name!r}: this model edits {', '.join(self.names)}.{hint}"
+            f"unknown attribute {name!r}: this model edits {', '.join(self.names)}.{did_you_mean(name, self.names)}"
         )
 
     def index(self, name: str) -> int:
@@ -111,6 +108,13 @@ class AttributeSet:
                     )
                 out += [1.0 if i == k else 0.0 for i in range(a.n_categories)]
         return out
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """" Did you mean X?" for the option closest to `name` (case-insensitive), or ""."""
+    lowered = {o.lower(): o for o in options}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" Did you mean {lowered[close[0]]}?" if close else ""
 
 
 def parse_number(text: str, what: str) -> float:

@@ -422,12 +422,3 @@ def prepare(
         log("  " + line)
     return dataset
 
-
-def default_cache_root() -> Path:
-    """FADER_HOME, else the per-user cache folder."""
-    home = os.environ.get("FADER_HOME")
-    if home:
-        return Path(home)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("fader"))

@@ -588,12 +588,13 @@ def _progress(enabled: bool, total: int | None, completed: int):
 
 
 def _dataset(data_args: dict, config: TrainConfig, workers: int, log: Callable[[str], None]) -> Dataset:
-    from fadercli.data import default_cache_root, prepare
+    from fadercli.data import prepare
+    from fadercli.hub import home
 
     return prepare(
         data_args["data"], labels=data_args["labels"], images=data_args["images"], crop=data_args["crop"],
         attributes=data_args["attributes"], img_size=config.img_size, seed=config.seed,
-        val_fraction=config.val_fraction, cache_root=default_cache_root() / "datasets", workers=workers, log=log,
+        val_fraction=config.val_fraction, cache_root=home() / "datasets", workers=workers, log=log,
     )
 
 

@@ -116,6 +116,12 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
         raise ModelError(f"{path}: not a readable weights file (truncated or corrupt: {e})") from None
 
 
+def require_kind(where: str, found: str, wanted: str | None) -> None:
+    """A ModelError unless `wanted` is None or `found`."""
+    if wanted is not None and found != wanted:
+        raise ModelError(f"{where}: this is a {found} model, a {wanted} model is needed here")
+
+
 def build_from_tensors(
     kind: str, config, tensors: dict[str, torch.Tensor], where: str
 ) -> nn.Module:
@@ -167,8 +173,7 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
     file_kind = metadata.get("kind")
     if file_kind not in KINDS:
         raise ModelError(f"{path}: unknown model kind {file_kind!r}")
-    if kind is not None and file_kind != kind:
-        raise ModelError(f"{path}: this is a {file_kind} model, a {kind} model is needed here")
+    require_kind(str(path), file_kind, kind)
     config_cls, _ = KINDS[file_kind]
     try:
         config = config_cls.from_dict(json.loads(metadata["config"]))

@@ -22,3 +22,58 @@ def run_cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return run
+
+
+@pytest.fixture
+def release(monkeypatch):
+    """The stand-ins for the authors' classes, importable as `src.model` while the test runs."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fake_release"))
+    module = importlib.import_module("src.model")
+    yield module
+    for name in ("src.model", "src"):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server (tests/file_server.py); tests put files in server.plan.files."""
+    from file_server import FileServer
+
+    s = FileServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty fader home; downloads patient enough for tests but quick to give up and retry."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("FADER_HOME", str(path))
+    monkeypatch.setenv("FADER_DOWNLOAD_TIMEOUT", "5")
+    monkeypatch.setenv("FADER_DOWNLOAD_RETRIES", "2")
+    monkeypatch.setenv("FADER_DOWNLOAD_BACKOFF", "0.01")
+    for name in ("FADER_OFFLINE", "FADER_REGISTRY"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture
+def register(home):
+    """Write registry entries {name: {setting: value}} to the home's registry.toml."""
+    import json
+
+    def write(entries: dict[str, dict]) -> Path:
+        lines = []
+        for name, settings in entries.items():
+            lines.append(f"[models.{name}]")
+            # JSON strings, numbers and arrays of them are valid TOML values.
+            lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+        path = home / "registry.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return write

@@ -7,14 +7,13 @@ code (FADER_DEBUG=1 shows the traceback instead).
 
 from __future__ import annotations
 
-import os
-
 import typer
 from typer.core import TyperGroup
 
-from fadercli import __version__
+from fadercli import __version__, env_flag
 from fadercli.cli import demo as _demo
 from fadercli.cli import info as _info
+from fadercli.cli import models as _models
 from fadercli.cli import train as _train
 from fadercli.errors import FaderError
 
@@ -22,7 +21,7 @@ INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("FADER_DEBUG", "") not in ("", "0")
+    return env_flag("FADER_DEBUG")
 
 
 class _ErrorBoundary(TyperGroup):
@@ -70,6 +69,7 @@ def _root(
 
 
 app.command("info")(_info.info)
+app.add_typer(_models.app)
 app.command("train")(_train.train)
 app.command("eval")(_train.evaluate)
 app.command("demo")(_demo.demo)

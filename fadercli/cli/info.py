@@ -9,13 +9,16 @@ import typer
 
 
 def info(
-    model: Annotated[str, typer.Argument(help="A fader weights file (.safetensors).")],
+    model: Annotated[
+        str, typer.Argument(help="A weights file (.safetensors, an authors' .pth), a run folder, a model name or URL.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Show a model's attributes, image size, parameter count and training metadata."""
-    from fadercli.weights import describe, load_model
+    from fadercli.hub import resolve_model
+    from fadercli.weights import describe
 
-    record = describe(load_model(model))
+    record = describe(resolve_model(model, kind=None))
     if as_json:
         typer.echo(json.dumps(record, indent=2))
         return
