@@ -51,10 +51,10 @@ FORMATS = {
     "onnx": "detector",
 }
 # The one place a file's suffix picks its reader: (module, function(path, kind) -> LoadedModel).
-# A training checkpoint's reader joins here.
 READERS = {
     ".safetensors": ("fadercli.weights", "load_model"),
     ".pth": ("fadercli.authors", "load_pth"),
+    ".pt": ("fadercli.train", "load_checkpoint_model"),
 }
 BUILTIN = "built-in"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -540,7 +540,7 @@ def _url_entry(url: str, kind: str | None) -> Entry:
 def resolve_model(spec: str, *, kind: str | None = "fader", quiet: bool = False) -> LoadedModel:
     """The model a `--model` value names -> weights.LoadedModel.
 
-    `spec` is a local file (.safetensors, an authors' .pth), a folder holding model.safetensors
+    `spec` is a local file (.safetensors, an authors' .pth, a training checkpoint.pt), a folder holding model.safetensors
     (a training run), a registry or cached name, or an http(s) URL; a local path wins over a name.
     `kind` ("fader", "classifier", or None for either) is checked before anything is downloaded.
     """

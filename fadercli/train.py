@@ -38,7 +38,7 @@ from fadercli.errors import InputError, UsageError
 from fadercli.evaluate import attribute_loss, evaluate, one_hot, predict, to_tensor, train_classifier
 from fadercli.files import atomic_path
 from fadercli.model import AutoEncoder, FaderConfig, LatentDiscriminator
-from fadercli.weights import load_model, save_model
+from fadercli.weights import LoadedModel, build_from_tensors, load_model, require_kind, save_model
 
 CHECKPOINT_VERSION = 1
 
@@ -340,11 +340,9 @@ class Trainer:
             "seconds": round(self.elapsed),
             **({"evaluation": metrics} if metrics else {}),
         }
-        save_model(self.out / "model.safetensors", self.ae, slider_ranges=self.slider_ranges(), training=training)
-
-    def slider_ranges(self) -> dict[str, tuple[float, float]]:
-        # The authors' convention: from 1 - max to max; max 2 exaggerates a binary attribute twice.
-        return {a.name: (-1.0, 2.0) if a.binary else (0.0, a.n_categories - 1.0) for a in self.attributes}
+        save_model(
+            self.out / "model.safetensors", self.ae, slider_ranges=slider_ranges(self.attributes), training=training
+        )
 
     # ------------------------------------------------------------ looking at the model
 
@@ -401,6 +399,11 @@ class _AutoEncoderPass(torch.nn.Module):
         return features[0], recon, edited
 
 
+def slider_ranges(attributes: AttributeSet) -> dict[str, tuple[float, float]]:
+    """The authors' convention, from 1 - max to max, with max 2: a binary attribute exaggerated twice."""
+    return {a.name: (-1.0, 2.0) if a.binary else (0.0, a.n_categories - 1.0) for a in attributes}
+
+
 def lambda_schedule(step: int, horizon: int | None, final: float, ramp: float) -> float:
     """The adversarial weight: 0 until the run's length is known, then linear up to `final` over
     the first `ramp` share of the run's `horizon` steps."""
@@ -449,6 +452,16 @@ def load_checkpoint(path: Path) -> dict:
 
         raise ModelError(f"{path}: not a fader training checkpoint (version {CHECKPOINT_VERSION})")
     return state
+
+
+def load_checkpoint_model(path: Path, kind: str | None = None) -> LoadedModel:
+    """The autoencoder of a training checkpoint, for `--model RUN/checkpoint.pt`."""
+    state = load_checkpoint(path)
+    require_kind(str(path), "fader", kind)
+    config = FaderConfig.from_dict(state["model_config"])
+    model = build_from_tensors("fader", config, state["ae"], str(path))
+    training = {"steps": state["step"], "source": "training checkpoint"}
+    return LoadedModel("fader", model, config, slider_ranges(AttributeSet.from_pairs(config.attributes)), training, Path(path))
 
 
 def train(

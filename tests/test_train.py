@@ -97,6 +97,9 @@ def test_cli_train_eval_and_refusals(toy_data, tmp_path, run_cli, monkeypatch):
     evaluation = run_cli("eval", run, "--json")
     assert evaluation.exit_code == 0, evaluation.stderr
     assert json.loads(evaluation.stdout)["swap_accuracy"] == scores["swap_accuracy"]
+    from_checkpoint = run_cli("info", run / "checkpoint.pt", "--json")
+    assert from_checkpoint.exit_code == 0, from_checkpoint.stderr
+    assert json.loads(from_checkpoint.stdout)["training"]["steps"] == 4
     again = run_cli(*args)
     assert again.exit_code == 7 and "--resume" in again.stderr
     nothing = run_cli("train", toy_data, "--out", tmp_path / "fresh", "--resume", "--max-steps", "2")
