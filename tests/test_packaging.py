@@ -22,7 +22,7 @@ def _imported_modules(*args: str) -> set[str]:
 
 
 def test_help_imports_neither_torch_nor_cv2():
-    for args in (["--help"], ["info", "--help"], ["--version"]):
+    for args in (["--help"], ["info", "--help"], ["align", "--help"], ["--version"]):
         modules = _imported_modules(*args)
         assert "typer" in modules  # the trace is real
         assert not modules & {"torch", "cv2", "numpy", "PIL"}, args

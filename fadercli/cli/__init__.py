@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from fadercli import __version__
+from fadercli.cli import align as _align
 from fadercli.cli import info as _info
 from fadercli.errors import FaderError
 
@@ -68,6 +69,7 @@ def _root(
 
 
 app.command("info")(_info.info)
+app.command("align")(_align.align)
 
 
 def main() -> None:
