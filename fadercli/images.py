@@ -234,6 +234,16 @@ def _from_pil(im: Image.Image, fmt: str | None, path: Path | None) -> Photo:
     return Photo(np.ascontiguousarray(array), model, alpha, source_mode, fmt, path, info, palette)
 
 
+def from_pil(image: Image.Image) -> Photo:
+    """A Photo from a Pillow image (EXIF orientation applied), e.g. from a notebook."""
+    return _from_pil(ImageOps.exif_transpose(image), image.format, None)
+
+
+def to_pil(photo: Photo) -> Image.Image:
+    """The photo as a Pillow image in its own mode (16-bit colour comes back as 8-bit RGB)."""
+    return _to_pil(photo, "PNG")
+
+
 def from_array(rgb: np.ndarray) -> Photo:
     """A Photo from an H x W x 3 uint8 RGB array (or uint16; or H x W grey), e.g. from a notebook."""
     array = np.asarray(rgb)

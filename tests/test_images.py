@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import SHARED
 from fadercli.errors import InputError, OutputError
-from fadercli.images import LUMA, Photo, expand_inputs, from_array, read_image, save_image
+from fadercli.images import LUMA, Photo, expand_inputs, from_array, from_pil, read_image, save_image, to_pil
 
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 RNG = np.random.default_rng(5)
@@ -135,6 +135,14 @@ def test_an_rgb_change_lands_in_the_photo_own_values(mode, channels, dtype):
     assert np.abs(photo.rgb() - before - expected).max() < 2 / 255
     assert np.array_equal(photo.pixels[~where], pixels[~where])
     assert not np.array_equal(photo.pixels, pixels)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "I;16", "CMYK"])
+def test_pillow_images_go_in_and_come_out_unchanged(mode):
+    im = Image.open(ASTRONAUT).convert("RGBA" if mode == "RGBA" else "RGB")
+    im = Image.fromarray(np.asarray(im.convert("L"), np.uint16) * 257) if mode == "I;16" else im.convert(mode)
+    back = to_pil(from_pil(im))
+    assert back.mode == mode and np.array_equal(np.asarray(back), np.asarray(im))
 
 
 def test_exif_orientation_is_applied(tmp_path):
