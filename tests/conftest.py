@@ -9,6 +9,15 @@ from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_face_detector():
+    """Tests use the shared copy of YuNet, never a download (subprocesses inherit it too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FADER_DETECTOR_MODEL", str(YUNET))
+        yield
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ def _imported_modules(*args: str) -> set[str]:
 
 
 def test_help_imports_neither_torch_nor_cv2():
-    for args in (["--help"], ["info", "--help"], ["models", "--help"], ["models", "list", "--help"], ["--version"]):
+    commands = (["info"], ["models"], ["models", "list"], ["align"], ["train"], ["eval"], ["demo"])
+    for args in (["--help"], ["--version"], *([*c, "--help"] for c in commands)):
         modules = _imported_modules(*args)
         assert "typer" in modules  # the trace is real
         assert not modules & {"torch", "cv2", "numpy", "PIL"}, args

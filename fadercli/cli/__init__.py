@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from fadercli import __version__, env_flag
+from fadercli.cli import align as _align
 from fadercli.cli import demo as _demo
 from fadercli.cli import info as _info
 from fadercli.cli import models as _models
@@ -70,6 +71,7 @@ def _root(
 
 app.command("info")(_info.info)
 app.add_typer(_models.app)
+app.command("align")(_align.align)
 app.command("train")(_train.train)
 app.command("eval")(_train.evaluate)
 app.command("demo")(_demo.demo)

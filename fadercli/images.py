@@ -1,0 +1,375 @@
+"""Reading and writing photos, keeping each photo's own pixel format.
+
+A Photo holds the decoded pixels in the photo's own colour model and bit depth (grey, RGB or
+CMYK; 8 or 16 bits) plus the alpha channel apart. Detection and alignment look at an RGB view;
+an edit comes back as a change in RGB that is converted into the photo's own model only where it
+applies, so every other pixel is written back exactly as it was read.
+
+What is read: anything Pillow decodes (EXIF orientation applied), plus 16-bit RGB(A) PNG, which
+Pillow would cut to 8 bits, through OpenCV. Modes without a faithful way back (palette, YCbCr,
+...) are converted to RGB(A) on reading; palette GIFs are written back with their own palette.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fadercli.errors import InputError, OutputError
+from fadercli.files import atomic_path
+
+# Pillow mode as read -> (colour model kept in memory, whether it has alpha).
+_MODES = {
+    "1": ("L", False),
+    "L": ("L", False),
+    "LA": ("L", True),
+    "La": ("L", True),
+    "I;16": ("L", False),
+    "I;16L": ("L", False),
+    "I;16B": ("L", False),
+    "I;16N": ("L", False),
+    "RGB": ("RGB", False),
+    "RGBA": ("RGB", True),
+    "RGBa": ("RGB", True),
+    "RGBX": ("RGB", False),
+    "CMYK": ("CMYK", False),
+}
+# Pillow's own conversion to grey (ITU-R 601-2 luma); a change in RGB maps to grey the same way.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_ORIENTATION = 0x0112
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Photo:
+    """A decoded photo. `pixels` is H x W x C in its own colour model: C = 1 (grey), 3 (RGB) or 4
+    (CMYK), uint8 or uint16; `alpha` is H x W of the same dtype, or None."""
+
+    pixels: np.ndarray
+    mode: str
+    alpha: np.ndarray | None = None
+    source_mode: str = ""  # Pillow's mode as read ("P", "I;16", "LA", ...; "RGB;16" for 16-bit RGB)
+    format: str | None = None  # "PNG", "JPEG", ... as read
+    path: Path | None = None
+    info: dict = field(default_factory=dict)  # carried to the output: icc_profile, dpi, exif
+    palette: Image.Image | None = None  # a palette image's own palette, to write GIFs back with it
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def bits(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def max_value(self) -> int:
+        return 65535 if self.bits == 16 else 255
+
+    def copy(self) -> Photo:
+        alpha = None if self.alpha is None else self.alpha.copy()
+        return replace(self, pixels=self.pixels.copy(), alpha=alpha, info=dict(self.info))
+
+    def rgb(self, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The photo (or the box x0, y0, x1, y1 of it) as float32 RGB in [0, 1]."""
+        x0, y0, x1, y1 = box or (0, 0, self.width, self.height)
+        region = self.pixels[y0:y1, x0:x1].astype(np.float32) / self.max_value
+        if self.mode == "L":
+            return np.repeat(region, 3, axis=2)
+        if self.mode == "CMYK":  # Pillow's own CMYK -> RGB
+            return (1 - region[..., :3]) * (1 - region[..., 3:])
+        return region
+
+    def rgb8(self) -> np.ndarray:
+        """The whole photo as uint8 RGB (for detection and drawing), without a float copy of it."""
+        if self.mode == "CMYK":
+            return to_uint8(self.rgb())
+        pixels = _to_8bit(self.pixels)
+        return pixels if self.mode == "RGB" else np.repeat(pixels, 3, axis=2)
+
+    def native_change(self, change: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """A change in RGB ([0, 1] units, the box's shape) as a change of this photo's own values."""
+        if self.mode == "L":
+            return (change @ LUMA)[..., None] * self.max_value
+        if self.mode == "CMYK":
+            # Inverse of r = (1 - c)(1 - k) with k kept: a step dr is a step -dr / (1 - k) of c.
+            x0, y0, x1, y1 = box
+            ink = self.pixels[y0:y1, x0:x1, 3:].astype(np.float32) / 255
+            cmy = -change / np.maximum(1 - ink, 1 / 255) * 255
+            return np.concatenate([cmy, np.zeros_like(ink)], axis=2)
+        return change * self.max_value
+
+    def add_change(self, change: np.ndarray, box: tuple[int, int, int, int], where: np.ndarray) -> None:
+        """Add an RGB change to the pixels of `box` where `where` is true; all others stay as they are."""
+        x0, y0, x1, y1 = box
+        region = self.pixels[y0:y1, x0:x1]
+        updated = region.astype(np.float32) + self.native_change(change, box)
+        updated = np.clip(np.rint(updated), 0, self.max_value).astype(region.dtype)
+        region[where] = updated[where]
+
+
+def _to_8bit(array: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8, rounded (65535 = 255 * 257); uint8 as it is."""
+    if array.dtype != np.uint16:
+        return array
+    return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float [0, 1] -> uint8, rounded."""
+    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def _png_is_16bit_colour(path: Path) -> bool:
+    """True for a PNG with 16 bits per sample in colour (type 2 RGB or 6 RGBA), which Pillow cuts to 8 bits."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return False
+    depth, colour_type = struct.unpack("BB", head[24:26])
+    return depth == 16 and colour_type in (2, 6)
+
+
+def _orient(array: np.ndarray, orientation: int | None) -> np.ndarray:
+    """EXIF orientation on an array, as ImageOps.exif_transpose does it on an image."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation or 1)
+    return np.ascontiguousarray(op(array)) if op else array
+
+
+def _read_16bit_colour_png(path: Path, orientation: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint16 or array.ndim != 3:
+        raise InputError(f"{path}: cannot decode this 16-bit PNG")
+    array = _orient(array, orientation)
+    rgb = np.ascontiguousarray(array[..., 2::-1])
+    alpha = np.ascontiguousarray(array[..., 3]) if array.shape[2] == 4 else None
+    return rgb, alpha
+
+
+def read_image(path: str | os.PathLike) -> Photo:
+    """Decode an image file (EXIF orientation applied) into a Photo; InputError for anything unusable."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from MAX_IMAGE_PIXELS on and refuses from twice that: the refusal is the limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                fmt = im.format
+                orientation = im.getexif().get(_ORIENTATION)
+                if fmt == "PNG" and _png_is_16bit_colour(path):
+                    rgb, alpha = _read_16bit_colour_png(path, orientation)
+                    info = {k: im.info[k] for k in ("icc_profile", "dpi") if k in im.info}
+                    return Photo(rgb, "RGB", alpha, "RGB;16", fmt, path, info)
+                im = ImageOps.exif_transpose(im)
+                im.load()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a possible decompression bomb"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image, or a format that cannot be read") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
+        # Truncated or corrupt data: Pillow's message is a one-liner.
+        raise InputError(f"{path}: cannot decode: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return _from_pil(im, fmt, path)
+
+
+def _from_pil(im: Image.Image, fmt: str | None, path: Path | None) -> Photo:
+    source_mode = im.mode
+    info = {k: im.info[k] for k in ("icc_profile", "dpi", "exif") if k in im.info}
+    palette = None
+    if im.mode in ("P", "PA"):
+        palette = im.copy() if fmt == "GIF" and im.mode == "P" else None
+        has_alpha = im.mode == "PA" or "transparency" in im.info
+        im = im.convert("RGBA" if has_alpha else "RGB")
+    elif im.mode == "I":
+        # Older Pillow opens 16-bit grey PNGs as 32-bit "I"; true 32-bit data has no way back.
+        values = np.asarray(im)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise InputError(f"{path}: 32-bit integer images are not supported")
+        im = Image.fromarray(values.astype(np.uint16))
+    elif im.mode not in _MODES:
+        if im.mode == "F":
+            raise InputError(f"{path}: 32-bit float images are not supported")
+        im = im.convert("RGBA" if "A" in im.mode else "RGB")
+    model, has_alpha = _MODES[im.mode]
+    if im.mode == "1":
+        im = im.convert("L")
+    array = np.asarray(im)
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.ndim == 2:
+        array = array[..., None]
+    alpha = None
+    if has_alpha:
+        alpha, array = array[..., -1].copy(), array[..., :-1]
+    return Photo(np.ascontiguousarray(array), model, alpha, source_mode, fmt, path, info, palette)
+
+
+def from_pil(image: Image.Image) -> Photo:
+    """A Photo from a Pillow image (EXIF orientation applied), e.g. from a notebook."""
+    return _from_pil(ImageOps.exif_transpose(image), image.format, None)
+
+
+def to_pil(photo: Photo) -> Image.Image:
+    """The photo as a Pillow image in its own mode (16-bit colour comes back as 8-bit RGB)."""
+    return _to_pil(photo, "PNG")
+
+
+def from_array(rgb: np.ndarray) -> Photo:
+    """A Photo from an H x W x 3 uint8 RGB array (or uint16; or H x W grey), e.g. from a notebook."""
+    array = np.asarray(rgb)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"pixel arrays must be uint8 or uint16, got {array.dtype}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3):
+        raise InputError(f"expected an H x W x 3 (RGB) or H x W (grey) array, got shape {array.shape}")
+    mode = "L" if array.shape[2] == 1 else "RGB"
+    return Photo(np.ascontiguousarray(array), mode, source_mode=mode)
+
+
+def image_format(path: str | os.PathLike) -> str | None:
+    """The Pillow format an output name asks for by its extension (None if unknown)."""
+    return Image.registered_extensions().get(Path(path).suffix.lower())
+
+
+def _to_pil(photo: Photo, fmt: str) -> Image.Image:
+    """The photo as a Pillow image in the mode the format can store that is closest to the input's."""
+    pixels, alpha = photo.pixels, photo.alpha
+    if photo.bits == 16 and not (fmt in ("PNG", "TIFF") and photo.mode == "L" and alpha is None):
+        # Pillow keeps 16 bits for plain grey only (16-bit RGB PNG goes through OpenCV, see save_image).
+        pixels = _to_8bit(pixels)
+        alpha = None if alpha is None else _to_8bit(alpha)
+    if photo.mode == "L":
+        if pixels.dtype == np.uint16:
+            return Image.fromarray(pixels[..., 0])  # I;16
+        if alpha is not None:
+            return Image.fromarray(np.dstack([pixels, alpha]), "LA")
+        im = Image.fromarray(pixels[..., 0], "L")
+        return im.convert("1", dither=Image.Dither.NONE) if photo.source_mode == "1" else im
+    if photo.mode == "CMYK":
+        return Image.fromarray(pixels, "CMYK")
+    if alpha is not None:
+        return Image.fromarray(np.dstack([pixels, alpha]), "RGBA")
+    return Image.fromarray(pixels, "RGB")
+
+
+def _fit_format(im: Image.Image, fmt: str, photo: Photo) -> Image.Image:
+    """Convert to a mode the format can store, losing as little as possible."""
+    if fmt == "JPEG":
+        if im.mode in ("RGBA", "LA"):
+            return im.convert(im.mode[:-1])
+        return im if im.mode in ("L", "RGB", "CMYK") else im.convert("L" if im.mode == "1" else "RGB")
+    if fmt == "GIF":
+        if photo.palette is not None:
+            return _with_palette(im.convert("RGB"), photo.palette)
+        return im.convert("RGB").quantize(dither=Image.Dither.NONE)
+    if im.mode == "CMYK" and fmt not in ("TIFF", "PDF"):
+        return im.convert("RGB")
+    return im
+
+
+def _with_palette(im: Image.Image, palette: Image.Image) -> Image.Image:
+    """A palette image in `palette`'s colours: each colour found in the palette gets its exact entry
+    (Pillow's quantize is approximate), so untouched pixels keep their colours; others the nearest."""
+    entries = np.array(palette.getpalette()[:768], dtype=np.int64).reshape(-1, 3)
+    rgb = np.asarray(im).astype(np.int64)
+    keys, entry_keys = rgb @ [65536, 256, 1], entries @ [65536, 256, 1]
+    order = np.argsort(entry_keys, kind="stable")
+    at = np.minimum(np.searchsorted(entry_keys[order], keys), len(order) - 1)
+    exact = entry_keys[order][at] == keys
+    nearest = np.asarray(im.quantize(palette=palette, dither=Image.Dither.NONE))
+    out = Image.fromarray(np.where(exact, order[at], nearest).astype(np.uint8), "P")
+    out.putpalette(palette.getpalette())
+    return out
+
+
+def save_image(photo: Photo, path: str | os.PathLike, *, format: str | None = None, quality: int = 95) -> Path:
+    """Write `photo` atomically; the format is `format`, else the extension's, else the input's.
+
+    The input's mode and bit depth are kept where the format allows: grey stays grey, RGBA keeps its
+    alpha, 16-bit PNG stays 16-bit. ICC profile, DPI and EXIF (orientation already applied) go along.
+    """
+    path = Path(path)
+    fmt = (format or image_format(path) or photo.format or "PNG").upper()
+    if fmt == "JPG":
+        fmt = "JPEG"
+    if fmt not in Image.SAVE:
+        raise OutputError(f"{path}: cannot write the format {fmt}")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: no such folder {path.parent}")
+    with atomic_path(path) as tmp:
+        if fmt == "PNG" and photo.bits == 16 and photo.mode == "RGB":
+            _write_16bit_colour_png(photo, tmp)
+            return path
+        im = _fit_format(_to_pil(photo, fmt), fmt, photo)
+        options = {k: v for k, v in photo.info.items() if k in ("icc_profile", "dpi", "exif")}
+        if fmt == "JPEG":
+            options.update(quality=quality, subsampling=0)
+        try:
+            im.save(tmp, format=fmt, **options)
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e}") from None
+    return path
+
+
+def _write_16bit_colour_png(photo: Photo, tmp: Path) -> None:
+    import cv2
+
+    bgr = photo.pixels[..., ::-1]
+    if photo.alpha is not None:
+        bgr = np.dstack([bgr, photo.alpha.astype(np.uint16)])
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(bgr))
+    if not ok:
+        raise OutputError(f"cannot encode a 16-bit PNG for {tmp.name}")
+    tmp.write_bytes(data.tobytes())
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders as the images inside them (sorted), glob patterns expanded."""
+    extensions = set(Image.registered_extensions())
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+            found += sorted(p for p in images if p.suffix.lower() in extensions)
+        elif path.exists():
+            found.append(path)
+        elif any(ch in str(item) for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(item)) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"{item}: no file matches")
+            found += matches
+        else:
+            raise InputError(f"{item}: no such file")
+    return found
