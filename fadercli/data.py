@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from fadercli.attributes import AttributeSet
-from fadercli.errors import InputError
+from fadercli.errors import InputError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CROPS = ("none", "celeba")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "-1", "false", "no", "n", "f"}
@@ -183,14 +183,24 @@ class Preprocess:
 
     img_size: int
     crop: str = "none"  # "celeba": the release's crop of CelebA aligned images (rows 20..197)
+    align: bool = False  # find the largest face and align it as `fader edit` does
 
     def __post_init__(self) -> None:
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {', '.join(CROPS)}")
+        if self.align and self.crop != "none":
+            raise ValueError("--crop is for images that are already aligned; it cannot go with --align")
 
 
-def load_image(path: Path, prep: Preprocess) -> np.ndarray:
-    """uint8 (size, size, 3): EXIF-rotated, cropped, centre-squared, resized (Lanczos up, area down)."""
+def load_image(path: Path, prep: Preprocess, detector: str | None = None) -> np.ndarray:
+    """uint8 (size, size, 3). Aligned: the largest face, framed as CelebA's. Otherwise the image
+    EXIF-rotated, cropped, centre-squared and resized (Lanczos up, area down)."""
+    if prep.align:
+        from fadercli.faces import align_faces
+        from fadercli.images import read_image
+
+        face = align_faces(read_image(path), size=prep.img_size, choice="largest", model=detector)[0]
+        return np.clip(np.rint(face.crop * 255), 0, 255).astype(np.uint8)
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
@@ -207,21 +217,26 @@ def load_image(path: Path, prep: Preprocess) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def _fill(args) -> list[bool]:
-    """Worker: decode files[i] into row start + i of the array file; False where a file fails."""
-    array_path, row_bytes, start, files, prep = args
-    ok = []
+def _fill(args) -> list[str | None]:
+    """Worker: decode files[i] into row start + i of the array file; per file None, or why not."""
+    from fadercli.errors import NoFaceError
+
+    array_path, row_bytes, start, files, prep, detector = args
+    problems: list[str | None] = []
     with open(array_path, "r+b") as f:
         for i, path in enumerate(files):
             try:
-                image = load_image(Path(path), prep)
+                image = load_image(Path(path), prep, detector)
+            except NoFaceError:
+                problems.append("no face found")
+                continue
             except Exception:  # any decoder failure: the file is skipped and counted, not fatal
-                ok.append(False)
+                problems.append("unreadable image")
                 continue
             f.seek((start + i) * row_bytes)
             f.write(image.tobytes())
-            ok.append(True)
-    return ok
+            problems.append(None)
+    return problems
 
 
 def cache_key(files: list[Path], prep: Preprocess) -> str:
@@ -244,8 +259,12 @@ class ImageCache:
 
     folder: Path
     files: list[str]
-    valid: np.ndarray
+    problems: list[str | None]  # per file: None if decoded, else why it was skipped
     img_size: int
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.array([p is None for p in self.problems], dtype=bool)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -290,27 +309,35 @@ def build_cache(
         with open(array, "wb") as f:
             f.truncate(len(files) * row_bytes)
         chunk = max(1, min(256, len(files) // (4 * max(workers, 1)) or 1))
-        jobs = [(str(array), row_bytes, s, [str(p) for p in files[s : s + chunk]], prep) for s in range(0, len(files), chunk)]
-        valid: list[bool] = []
+        detector = None
+        if prep.align:  # fetched once here, not by every worker
+            from fadercli.faces import detector_model
+
+            detector = str(detector_model())
+        jobs = [
+            (str(array), row_bytes, s, [str(p) for p in files[s : s + chunk]], prep, detector)
+            for s in range(0, len(files), chunk)
+        ]
+        problems: list[str | None] = []
         if workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(workers) as pool:
-                for ok in pool.map(_fill, jobs):
-                    valid += ok
+                for found in pool.map(_fill, jobs):
+                    problems += found
                     if progress:
-                        progress(len(valid), len(files))
+                        progress(len(problems), len(files))
         else:
             for job in jobs:
-                valid += _fill(job)
+                problems += _fill(job)
                 if progress:
-                    progress(len(valid), len(files))
-        meta = {"files": [str(p.resolve()) for p in files], "valid": valid, "img_size": prep.img_size}
+                    progress(len(problems), len(files))
+        meta = {"files": [str(p.resolve()) for p in files], "problems": problems, "img_size": prep.img_size}
         (tmp / "index.json").write_text(json.dumps(meta))
         try:
             os.replace(tmp, folder)
         except OSError:  # another process finished the same cache first: use theirs
             shutil.rmtree(tmp, ignore_errors=True)
     meta = json.loads(index.read_text())
-    return ImageCache(folder, meta["files"], np.asarray(meta["valid"], dtype=bool), meta["img_size"])
+    return ImageCache(folder, meta["files"], meta["problems"], meta["img_size"])
 
 
 # ---------------------------------------------------------------- the dataset a run trains on
@@ -347,10 +374,12 @@ def split(n_rows: int, rows: np.ndarray, seed: int, val_fraction: float) -> tupl
 def make_dataset(source: Source, cache: ImageCache, *, seed: int, val_fraction: float) -> Dataset:
     """Join labels to the decoded images; refuse attributes that never change."""
     rows = np.flatnonzero(cache.valid)
-    for path in np.asarray(cache.files)[~cache.valid]:
-        source.skips.add("unreadable image", Path(path).name)
+    for path, problem in zip(cache.files, cache.problems):
+        if problem is not None:
+            source.skips.add(problem, Path(path).name)
     if len(rows) < 2:
-        raise InputError(f"{source.description}: fewer than 2 readable images")
+        problems = f" ({'; '.join(source.skips.lines())})" if source.skips.counts else ""
+        raise InputError(f"{source.description}: fewer than 2 usable images{problems}")
     for i, name in enumerate(source.attributes.names):
         values = np.unique(source.labels[rows, i])
         if len(values) < 2:
@@ -401,6 +430,7 @@ def prepare(
     labels: Path | None = None,
     images: Path | None = None,
     crop: str = "none",
+    align: bool = False,
     attributes: list[str] | None = None,
     seed: int = 0,
     val_fraction: float = 0.05,
@@ -410,7 +440,11 @@ def prepare(
     """Source -> cache -> split, saying on `log` what was skipped and how the split is balanced."""
     source = find_source(data, labels=labels, images=images, attributes=attributes)
     started = len(source.files)
-    cache = build_cache(source.files, Preprocess(img_size, crop), cache_root, workers=workers)
+    try:
+        preprocess = Preprocess(img_size, crop, align)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    cache = build_cache(source.files, preprocess, cache_root, workers=workers)
     dataset = make_dataset(source, cache, seed=seed, val_fraction=val_fraction)
     for line in source.skips.lines():
         log(line)

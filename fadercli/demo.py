@@ -30,7 +30,7 @@ def run_demo(out: Path, *, minutes: float, faces: int, img_size: int, seed: int,
     if not (data / "labels.csv").is_file():
         toyfaces.write_dataset(data, faces, size=img_size, seed=seed)
     config = TrainConfig(img_size=img_size, max_minutes=minutes, seed=seed, **DEMO_RECIPE)
-    data_args = {"data": data, "labels": None, "images": None, "crop": "none", "attributes": None}
+    data_args = {"data": data, "labels": None, "images": None, "crop": "none", "align": False, "attributes": None}
     run = out / "run"
     scores = run_training(data_args, config, run, device_name=device_name, quiet=quiet, started=started)
     write_sweep(run / "model.safetensors", out / "sweep.gif", seed=seed)

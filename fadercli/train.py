@@ -606,7 +606,7 @@ def _dataset(data_args: dict, config: TrainConfig, workers: int, log: Callable[[
 
     return prepare(
         data_args["data"], labels=data_args["labels"], images=data_args["images"], crop=data_args["crop"],
-        attributes=data_args["attributes"], img_size=config.img_size, seed=config.seed,
+        align=data_args.get("align", False), attributes=data_args["attributes"], img_size=config.img_size, seed=config.seed,
         val_fraction=config.val_fraction, cache_root=home() / "datasets", workers=workers, log=log,
     )
 

@@ -158,3 +158,25 @@ def test_batch_plan_is_a_function_of_the_step_and_ranks_share_a_global_batch():
     assert not np.array_equal(plan.batch(5)[0], plan.batch(0)[0])  # a new order each epoch
     halves = [BatchPlan(rows, 8, seed=3, rank=r, world=2).batch(2)[0] for r in (0, 1)]
     assert sorted(np.concatenate(halves)) == sorted(plan.batch(2)[0])
+
+
+def test_align_finds_the_face_and_skips_photos_without_one(tmp_path):
+    import shutil
+
+    from conftest import SHARED
+
+    shutil.copy(SHARED / "testdata" / "astronaut.png", tmp_path / "a.png")
+    Image.open(SHARED / "testdata" / "astronaut.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "b.png")
+    shutil.copy(SHARED / "testdata" / "coffee.png", tmp_path / "c.png")
+    (tmp_path / "labels.csv").write_text("image,Smiling\na.png,1\nb.png,0\nc.png,1\n")
+    messages = []
+    dataset = prepare(tmp_path, img_size=64, cache_root=tmp_path / "cache", align=True, log=messages.append)
+    assert sorted(np.concatenate([dataset.train, dataset.val])) == [0, 1]
+    assert any("skipped 1 (no face found): c.png" in m for m in messages)
+    a, b = dataset.cache.read(np.array([0, 1])).astype(int)
+    # The mirrored photo aligns to the mirrored crop: the same framing, found independently.
+    assert np.abs(a[:, ::-1] - b).mean() < 12
+    plain = prepare(tmp_path, img_size=64, cache_root=tmp_path / "cache", align=False, log=messages.append)
+    assert len(plain.train) + len(plain.val) == 3  # without alignment nothing is skipped
+    with pytest.raises(UsageError, match="--crop"):
+        prepare(tmp_path, img_size=64, cache_root=tmp_path / "cache", align=True, crop="celeba")

@@ -119,7 +119,8 @@ def test_torchrun_two_processes_on_cpu_write_one_model(toy_data, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fadercli",
          "train", str(toy_data), "--img-size", "32", "--max-steps", "3", "--batch-size", "8", "--init-fm", "8",
-         "--max-fm", "32", "--n-layers", "3", "--clf-steps", "3", "--out", str(run), "--device", "cpu", "--json"],
+         "--max-fm", "32", "--n-layers", "3", "--clf-steps", "3", "--out", str(run), "--device", "cpu", "--json",
+         "--no-align"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

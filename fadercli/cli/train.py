@@ -19,9 +19,9 @@ def train(
     data: Annotated[Optional[Path], typer.Argument(help="Folder of labelled images (formats below).", show_default=False)] = None,
     labels: Annotated[Optional[Path], typer.Option(help="CelebA-style attribute file (with --images).", rich_help_panel=DATA)] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image folder for --labels.", rich_help_panel=DATA)] = None,
-    crop: Annotated[str, typer.Option(help="none, or celeba: the release's crop of CelebA aligned images.", rich_help_panel=DATA)] = "none",
+    crop: Annotated[str, typer.Option(help="none, or celeba: the release's crop of CelebA aligned images (implies --no-align).", rich_help_panel=DATA)] = "none",
     attr: Annotated[Optional[list[str]], typer.Option("--attr", help="Attribute to learn (repeatable; default all).", rich_help_panel=DATA)] = None,
-    no_align: Annotated[bool, typer.Option("--no-align", help="Images are already aligned face crops (the only mode so far).", rich_help_panel=DATA)] = False,
+    align: Annotated[Optional[bool], typer.Option("--align/--no-align", help="Find and align the largest face of each photo as `fader edit` does (photos without a face are skipped), or take images as already aligned crops. [default: --align, or --no-align with --crop celeba]", show_default=False, rich_help_panel=DATA)] = None,
     img_size: Annotated[int, typer.Option(help="Model resolution: 32, 64, 128 or 256.", rich_help_panel=DATA)] = 64,
     val_fraction: Annotated[float, typer.Option(help="Share of images held out for validation.", rich_help_panel=DATA)] = 0.05,
     out: Annotated[Optional[Path], typer.Option(help="Run folder [default: runs/<data name>].", rich_help_panel=RUN)] = None,
@@ -75,7 +75,8 @@ def train(
         clip_grad_norm=clip_grad_norm, lambda_ae=lambda_ae, flip=not no_flip, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, **{k: v for k, v in overrides.items() if v is not None},
     )
-    data_args = {"data": data, "labels": labels, "images": images, "crop": crop, "attributes": attr}
+    align = crop == "none" if align is None else align
+    data_args = {"data": data, "labels": labels, "images": images, "crop": crop, "align": align, "attributes": attr}
     out = out or Path("runs") / (data or images or Path("fader")).resolve().name
     result = run_training(
         data_args, config, out, device_name=device, resume=resume, workers=workers, quiet=quiet, started=started
