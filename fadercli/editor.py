@@ -90,14 +90,24 @@ class Editor:
                 k = len(grid)
                 trial = values.repeat_interleave(k, 0)
                 trial[:, i] = grid.repeat(n)
-                decoded = self.decode([f.repeat_interleave(k, 0) for f in features], trial)
-                errors = (decoded - x.repeat_interleave(k, 0)).pow(2).flatten(1).mean(1).view(n, k)
+                errors = self._errors(x, features, trial).view(n, k)
                 best = errors.argmin(1)
                 chosen = grid[best]
                 if a.binary:
                     chosen = chosen + _parabola_offset(errors, best) * (grid[1] - grid[0])
                 values[:, i] = chosen
         return values
+
+    def _errors(self, x: torch.Tensor, features: list[torch.Tensor], trial: torch.Tensor) -> torch.Tensor:
+        """MSE to its face of each trial decode; trial rows come k per face. Batched so memory stays
+        at one batch of decodes, whatever the number of faces and trials."""
+        k = len(trial) // len(x)
+        errors = []
+        for start in range(0, len(trial), self.batch_size):
+            faces = torch.arange(start, min(start + self.batch_size, len(trial)), device=self.device) // k
+            decoded = self.model.decode([f[faces] for f in features], channels(self.attributes, trial[start : start + len(faces)]))
+            errors.append((decoded - x[faces]).pow(2).flatten(1).mean(1))
+        return torch.cat(errors)
 
     def values_for(
         self, estimate: torch.Tensor, absolute: Mapping[str, float] | None = None, shift: Mapping[str, float] | None = None
