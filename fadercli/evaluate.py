@@ -47,36 +47,48 @@ def predict(attributes: AttributeSet, logits: torch.Tensor) -> torch.Tensor:
     )
 
 
-def classifier_config(attributes: AttributeSet, img_size: int) -> ClassifierConfig:
-    """Small and quick: it only has to judge toy-to-CelebA-like attributes, not win benchmarks."""
+def judge_config(attributes: AttributeSet, img_size: int) -> ClassifierConfig:
+    """The evaluation classifier: small and quick; it only has to tell attributes apart."""
     return ClassifierConfig(attributes.pairs(), img_size=img_size, init_fm=16, max_fm=128, hid_dim=128, dropout=0.1)
 
 
-def train_classifier(
+def guide_config(attributes: AttributeSet, img_size: int) -> ClassifierConfig:
+    """The classifier behind the training loss: another architecture than the judge's, so that
+    what the decoder learns to please is not what scores it; more dropout, for smoother gradients."""
+    return ClassifierConfig(attributes.pairs(), img_size=img_size, init_fm=16, max_fm=256, hid_dim=256, dropout=0.3)
+
+
+def train_classifiers(
     attributes: AttributeSet,
+    configs: list[tuple[ClassifierConfig, float]],
     batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
     *,
-    img_size: int,
     steps: int,
     device: torch.device,
     lr: float = 1e-3,
-) -> Classifier:
-    """Fit a classifier on `batches(step) -> (images in [-1, 1], labels)`; returns it in eval mode."""
-    clf = Classifier(classifier_config(attributes, img_size)).to(device)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.9, 0.999))
+) -> list[Classifier]:
+    """Fit classifiers, given as (config, input noise std), on the same `batches(step) -> (images in
+    [-1, 1], labels)`; returns them frozen, in eval mode."""
     warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
-    )
-    clf.train()
+
+    def schedule(s: int) -> float:  # warm-up, then cosine to 0
+        return min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+
+    models, optimisers = [], []
+    for config, _ in configs:
+        clf = Classifier(config).to(device).train()
+        opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.9, 0.999))
+        models.append(clf)
+        optimisers.append((opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)))
     for step in range(steps):
         x, y = batches(step)
-        loss = attribute_loss(attributes, clf(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return clf.eval().requires_grad_(False)
+        for clf, (opt, sched), (_, noise) in zip(models, optimisers, configs):
+            loss = attribute_loss(attributes, clf(x + noise * torch.randn_like(x) if noise else x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return [clf.eval().requires_grad_(False) for clf in models]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,13 @@ Each step (the paper's method):
      *flipped* attributes, weighted by a lambda that rises linearly over the first part of the run,
      so z stops carrying the attributes and the decoder has to take them from y.
 Optionally (the release's "classifier on decoded images" loss) a frozen attribute classifier,
-trained first on the same split, judges decodes with random attributes, which teaches the decoder
-to render attributes it is asked for.
+the guide, trained first on the same split, judges decodes with random attributes, which teaches
+the decoder to render attributes it is asked for. Runs are scored by another classifier than the
+guide, so that the decoder cannot simply learn to please its own judge.
 
 A run folder holds model.safetensors (our release format), checkpoint.pt (everything needed to
-resume exactly; loads with torch.load(weights_only=True)), classifier.safetensors, run.json,
+resume exactly; loads with torch.load(weights_only=True)), classifier.safetensors (the judge),
+guide.safetensors (with the classifier loss), run.json,
 metrics.jsonl and previews/.
 """
 
@@ -35,12 +37,22 @@ import torch.nn.functional as F
 from fadercli.attributes import AttributeSet
 from fadercli.data import BatchPlan, Dataset
 from fadercli.errors import InputError, UsageError
-from fadercli.evaluate import attribute_loss, evaluate, one_hot, predict, to_tensor, train_classifier
+from fadercli.evaluate import (
+    attribute_loss,
+    evaluate,
+    guide_config,
+    judge_config,
+    one_hot,
+    predict,
+    to_tensor,
+    train_classifiers,
+)
 from fadercli.files import atomic_path
 from fadercli.model import AutoEncoder, FaderConfig, LatentDiscriminator
 from fadercli.weights import LoadedModel, build_from_tensors, load_model, require_kind, save_model
 
 CHECKPOINT_VERSION = 1
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -66,6 +78,7 @@ class TrainConfig:
     # optimisation
     lr: float = 2e-4
     dis_lr: float = 2e-4
+    lr_schedule: str = "constant"  # or "cosine": down to a tenth of lr by the end of the run
     beta1: float = 0.5
     beta2: float = 0.999
     clip_grad_norm: float = 5.0
@@ -85,6 +98,8 @@ class TrainConfig:
         preset = SIZE_PRESETS.get(self.img_size)
         if preset is None:
             raise UsageError(f"--img-size must be one of {', '.join(map(str, SIZE_PRESETS))}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         filled = {k: v for k, v in preset.items() if getattr(self, k) is None}
         if self.max_steps is None and self.max_minutes is None:
             filled["max_steps"] = DEFAULT_STEPS[self.img_size]
@@ -200,7 +215,7 @@ class Trainer:
         if config.batch_size % dist.world:
             raise UsageError(f"--batch-size {config.batch_size} does not split over {dist.world} processes")
         self.plan = BatchPlan(dataset.train, config.batch_size, config.seed, dist.rank, dist.world)
-        self.clf = None
+        self.clf = self.guide = None
         self.step = 0
         self.horizon = config.max_steps  # steps the schedules are laid out over
         self.elapsed = 0.0  # training seconds before this process (for resumed runs)
@@ -224,8 +239,12 @@ class Trainer:
 
     def train_step(self) -> dict[str, torch.Tensor | float]:
         cfg, attrs = self.config, self.attributes
+        scale = lr_scale(self.step, self.horizon, cfg.lr_schedule)
+        for opt, base in ((self.opt_ae, cfg.lr), (self.opt_dis, cfg.dis_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
         x, y = self.batch(self.step)
-        target = _random_labels(attrs, len(y), self.device) if self.clf is not None and cfg.lambda_clf > 0 else None
+        target = _random_labels(attrs, len(y), self.device) if self.guide is not None else None
         self.ae.train()
         with self.autocast:
             z, recon, edited = self.forward(x, one_hot(attrs, y), None if target is None else one_hot(attrs, target))
@@ -256,7 +275,7 @@ class Trainer:
             loss = loss + lam * adv_loss
         if edited is not None:
             with self.autocast:
-                clf_logits = self.clf(edited)
+                clf_logits = self.guide(edited)
             clf_loss = attribute_loss(attrs, clf_logits.float(), target)
             loss = loss + cfg.lambda_clf * clf_loss
         self.opt_ae.zero_grad(set_to_none=True)
@@ -276,10 +295,14 @@ class Trainer:
 
     # ------------------------------------------------------------ classifier
 
-    def fit_classifier(self) -> None:
-        """Train the evaluation classifier on the training split (rank 0), or load it on resume."""
-        path = self.out / "classifier.safetensors"
-        if self.dist.main and not path.is_file():
+    def fit_classifiers(self) -> None:
+        """Train (rank 0), or load on resume, the evaluation classifier and, when the classifier loss
+        is on, the guide classifier behind it: both on the training split, another architecture each."""
+        files = {"classifier.safetensors": (judge_config(self.attributes, self.config.img_size), 0.0)}
+        if self.config.lambda_clf > 0:
+            files["guide.safetensors"] = (guide_config(self.attributes, self.config.img_size), 0.03)
+        missing = [name for name in files if not (self.out / name).is_file()]
+        if self.dist.main and missing:
             plan = BatchPlan(self.dataset.train, self.config.batch_size, self.config.seed + 1)
 
             def batches(step):
@@ -288,14 +311,18 @@ class Trainer:
                 return x, torch.from_numpy(self.dataset.labels[rows]).to(self.device)
 
             started = time.monotonic()
-            clf = train_classifier(
-                self.attributes, batches, img_size=self.config.img_size, steps=self.config.clf_steps,
-                device=self.device,
-            )
-            save_model(path, clf, training={"steps": self.config.clf_steps, "purpose": "evaluation"})
-            self.log(f"classifier trained in {time.monotonic() - started:.0f} s ({self.config.clf_steps} steps)")
+            steps = self.config.clf_steps
+            trained = train_classifiers(self.attributes, [files[n] for n in missing], batches, steps=steps, device=self.device)
+            for name, clf in zip(missing, trained):
+                save_model(self.out / name, clf, training={"steps": steps, "purpose": name.split(".")[0]})
+            self.log(f"{' and '.join(missing)} trained in {time.monotonic() - started:.0f} s ({steps} steps)")
         self.dist.barrier()
-        self.clf = load_model(path, kind="classifier").model.to(self.device).requires_grad_(False)
+
+        def load(name):
+            return load_model(self.out / name, kind="classifier").model.to(self.device).requires_grad_(False)
+
+        self.clf = load("classifier.safetensors")
+        self.guide = load("guide.safetensors") if "guide.safetensors" in files else None
 
     # ------------------------------------------------------------ saving
 
@@ -413,6 +440,14 @@ def lambda_schedule(step: int, horizon: int | None, final: float, ramp: float) -
     return final * min(1.0, step / ramp_steps) if ramp_steps > 0 else final
 
 
+def lr_scale(step: int, horizon: int | None, schedule: str) -> float:
+    """Multiplier of the learning rates: 1, or a cosine from 1 to 0.1 over the run."""
+    if schedule == "constant" or horizon is None:
+        return 1.0
+    progress = min(1.0, step / max(horizon, 1))
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+
 def _fused(device: torch.device) -> dict:
     return {"fused": True} if device.type == "cuda" else {}
 
@@ -508,7 +543,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "run.json") as tmp:
             tmp.write_text(json.dumps({"config": asdict(config), **(run_info or {})}, indent=2))
-    trainer.fit_classifier()
+    trainer.fit_classifiers()
 
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
     reserve = max(5.0, 0.01 * budget) if math.isfinite(budget) else 0.0  # final evaluation and saving

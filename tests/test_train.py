@@ -11,7 +11,7 @@ import torch
 
 from fadercli import toyfaces
 from fadercli.data import prepare
-from fadercli.train import TrainConfig, lambda_schedule, load_checkpoint, train
+from fadercli.train import TrainConfig, lambda_schedule, load_checkpoint, lr_scale, train
 from fadercli.weights import load_model
 
 TINY = dict(img_size=32, init_fm=8, max_fm=32, n_layers=3, hid_dim=32, batch_size=8, clf_steps=5, previews=3)
@@ -49,11 +49,20 @@ def test_a_run_writes_model_checkpoint_metrics_and_previews(dataset, tmp_path):
     evaluation = records[-1]["eval"]
     assert 0 <= evaluation["swap_accuracy"]["Smiling"] <= 1 and evaluation["psnr"] > 5
     assert evaluation["n_faces"] == len(dataset.val)
-    assert load_model(run / "classifier.safetensors", kind="classifier").attributes.names == ["Eyeglasses", "Smiling"]
+    judge = load_model(run / "classifier.safetensors", kind="classifier")
+    guide = load_model(run / "guide.safetensors", kind="classifier")  # behind the classifier loss
+    assert judge.attributes.names == guide.attributes.names == ["Eyeglasses", "Smiling"]
+    assert judge.config != guide.config  # the run is not scored by the classifier it learned to please
     previews = sorted(p.name for p in (run / "previews").iterdir())
     assert previews == ["step_000003.png", "step_000006.png"]
     assert json.loads((run / "run.json").read_text())["config"]["img_size"] == 32
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_learning_rate_schedules():
+    assert [lr_scale(s, 100, "constant") for s in (0, 50, 100)] == [1, 1, 1]
+    assert [lr_scale(s, 100, "cosine") for s in (0, 50, 100)] == pytest.approx([1, 0.55, 0.1])
+    assert lr_scale(7, None, "cosine") == 1  # run length not measured yet
 
 
 def test_lambda_rises_linearly_over_the_ramp():

@@ -45,6 +45,7 @@ def train(
     lat_dis_dropout: Annotated[float, typer.Option(help="Latent discriminator dropout.", rich_help_panel=MODEL)] = 0.3,
     lr: Annotated[Optional[float], typer.Option(help="Autoencoder learning rate (Adam).", rich_help_panel=OPTIM)] = None,
     dis_lr: Annotated[Optional[float], typer.Option(help="Latent discriminator learning rate.", rich_help_panel=OPTIM)] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="constant, or cosine: down to a tenth by the end.", rich_help_panel=OPTIM)] = None,
     beta1: Annotated[float, typer.Option(help="Adam beta1.", rich_help_panel=OPTIM)] = 0.5,
     beta2: Annotated[float, typer.Option(help="Adam beta2.", rich_help_panel=OPTIM)] = 0.999,
     clip_grad_norm: Annotated[float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)] = 5.0,
@@ -52,7 +53,7 @@ def train(
     lambda_lat_dis: Annotated[Optional[float], typer.Option(help="Final weight of the adversarial term.", rich_help_panel=OPTIM)] = None,
     lambda_ramp: Annotated[Optional[float], typer.Option(help="Share of the run over which that weight rises from 0.", rich_help_panel=OPTIM)] = None,
     lambda_clf: Annotated[Optional[float], typer.Option(help="Weight of the classifier loss on decodes with random attributes (0: off).", rich_help_panel=OPTIM)] = None,
-    clf_steps: Annotated[Optional[int], typer.Option(help="Steps to train the evaluation classifier.", rich_help_panel=OPTIM)] = None,
+    clf_steps: Annotated[Optional[int], typer.Option(help="Steps to train the evaluation (and guide) classifier.", rich_help_panel=OPTIM)] = None,
     no_flip: Annotated[bool, typer.Option("--no-flip", help="No random horizontal flips.", rich_help_panel=OPTIM)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final scores as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")] = False,
@@ -65,7 +66,7 @@ def train(
     from fadercli.train import TrainConfig, run_training
 
     overrides = {
-        "lr": lr, "dis_lr": dis_lr, "lambda_lat_dis": lambda_lat_dis, "lambda_ramp": lambda_ramp,
+        "lr": lr, "dis_lr": dis_lr, "lr_schedule": lr_schedule, "lambda_lat_dis": lambda_lat_dis, "lambda_ramp": lambda_ramp,
         "lambda_clf": lambda_clf, "clf_steps": clf_steps, "init_fm": init_fm, "max_fm": max_fm, "n_layers": n_layers,
     }
     config = TrainConfig(
