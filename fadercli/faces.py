@@ -119,6 +119,13 @@ class Alignment:
         """Photo coordinates -> crop coordinates."""
         return _apply(self.m, points)
 
+    def scaled(self, sx: float, sy: float) -> Alignment:
+        """The same crop of the photo resized by (sx, sy) (pixel centres kept: p' = (p + 0.5) s - 0.5)."""
+        m = self.m
+        back = np.array([[1 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1 / sy, 0.5 / sy - 0.5]])
+        matrix = np.column_stack([m[:, :2] @ back[:, :2], m[:, :2] @ back[:, 2] + m[:, 2]])
+        return Alignment(_as_tuple(matrix), self.size, self.whole)
+
 
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     """A 2x3 affine matrix applied to N x 2 points."""
@@ -154,11 +161,17 @@ def detector_model() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _detector(model: str):
+    # OpenCV 5 warns on stderr that its new DNN engine ignores target settings: noise for our users.
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     try:
         return cv2.FaceDetectorYN.create(model, "", (320, 320), 0.5, 0.3, 5000)
     except cv2.error as e:
         message = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
         raise ModelError(f"{model}: cannot load the YuNet face detector ({message})") from None
+    finally:
+        logging.setLogLevel(level)
 
 
 def _run(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
