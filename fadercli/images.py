@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fadercli.errors import InputError, OutputError
+from fadercli.errors import InputError, OutputError, UsageError
 from fadercli.files import atomic_path
 
 # Pillow mode as read -> (colour model kept in memory, whether it has alpha).
@@ -260,6 +260,17 @@ def from_array(rgb: np.ndarray) -> Photo:
 def image_format(path: str | os.PathLike) -> str | None:
     """The Pillow format an output name asks for by its extension (None if unknown)."""
     return Image.registered_extensions().get(Path(path).suffix.lower())
+
+
+def output_format(name: str) -> tuple[str, str]:
+    """`--format` (png, jpg, webp, ...) -> (Pillow's format name, the file extension to use)."""
+    fmt = name.strip().lstrip(".").upper()
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    extensions = [ext for ext, f in Image.registered_extensions().items() if f == fmt]
+    if fmt not in Image.SAVE or not extensions:
+        raise UsageError(f"--format {name}: not an image format fader can write (e.g. png, jpg, webp, tiff)")
+    preferred = {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt, f".{fmt.lower()}")
+    return fmt, preferred if preferred in extensions else sorted(extensions)[0]
 
 
 def _to_pil(photo: Photo, fmt: str) -> Image.Image:
