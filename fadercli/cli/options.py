@@ -1,0 +1,29 @@
+"""Options that `fader edit`, `inspect` and `sweep` share, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+Models = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model", "-m",
+        help="A registry name, .safetensors file, training run folder, checkpoint.pt, authors' .pth or URL;"
+        " repeat it to chain models (each attribute goes to the first model that edits it)."
+        " Default: the registry's model for each attribute.",
+        show_default=False,
+    ),
+]
+NoAlign = Annotated[
+    bool, typer.Option("--no-align", help="Take each whole image as an already aligned face (resize only).")
+]
+Threshold = Annotated[
+    Optional[float],
+    typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.7); lower finds more."),
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
+Face = Annotated[str, typer.Option("--face", help="all, largest, or an index (0 = the largest face).")]
