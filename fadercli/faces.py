@@ -100,7 +100,8 @@ class Face:
 class Alignment:
     """Where a model-sized crop sits in a photo: `matrix` takes photo to crop coordinates.
 
-    whole: the crop is the whole photo resized (--no-align); it is pasted back without a mask.
+    whole: the crop is an already aligned image (--no-align): its centre square, resized, as
+    `fader train` takes it; pasted back into that square without a mask.
     """
 
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -395,9 +396,16 @@ def alignment_for(face: Face, size: int = DEFAULT_SIZE) -> Alignment:
 
 
 def whole_image(width: int, height: int, size: int = DEFAULT_SIZE) -> Alignment:
-    """The whole photo taken as an already aligned crop (--no-align): a plain resize."""
-    sx, sy = size / width, size / height
-    return Alignment(((sx, 0.0, (sx - 1) / 2), (0.0, sy, (sy - 1) / 2)), size, whole=True)
+    """An already aligned image (--no-align): its centre square (all of a square image), resized.
+
+    The same square `fader train` takes from each training image (data.load_image), so a model sees
+    the faces it is asked to edit framed as it learnt them: squashing a 178 x 218 CelebA-shaped
+    image into the square instead cost 16 points of swap accuracy on toy faces (docs/experiments.md).
+    """
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    s = size / side
+    return Alignment(((s, 0.0, (0.5 - left) * s - 0.5), (0.0, s, (0.5 - top) * s - 0.5)), size, whole=True)
 
 
 def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -415,8 +423,9 @@ def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _footprint(alignment: Alignment, width: int, height: int, margin: int = 0) -> tuple[int, int, int, int]:
     """The box x0, y0, x1, y1 of photo pixels the crop covers (plus `margin`), clipped to the photo."""
-    if alignment.whole:
-        return 0, 0, width, height
+    if alignment.whole:  # exactly the square the crop is, so nothing beyond it is read or touched
+        (x0, y0), (x1, y1) = np.rint(alignment.to_photo(np.array([[-0.5, -0.5], [alignment.size - 0.5] * 2])) + 0.5)
+        return int(x0), int(y0), int(x1), int(y1)
     s = alignment.size - 0.5
     corners = alignment.to_photo(np.array([[-0.5, -0.5], [s, -0.5], [-0.5, s], [s, s]]))
     (x0, y0), (x1, y1) = np.floor(corners.min(axis=0)) - margin, np.ceil(corners.max(axis=0)) + margin + 1

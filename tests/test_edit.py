@@ -190,6 +190,10 @@ def test_no_align_edits_a_whole_folder_in_one_batch(run_cli, toy_runs, tmp_path,
         _, input_size, before = _pixels(record["input"])
         assert size == input_size and (edited != before).any()
     assert "6 of 6 image(s) edited" in result.stderr
+    # A 600 x 400 image: its centre square is the face, as `fader train` takes it; the sides stay as they were.
+    edited, before = _pixels(out / "zz_coffee_fader.png")[2], _pixels(COFFEE)[2]
+    assert np.array_equal(edited[:, :100], before[:, :100]) and np.array_equal(edited[:, 500:], before[:, 500:])
+    assert (edited[:, 100:500] != before[:, 100:500]).mean() > 0.5
 
 
 def test_batch_size_splits_the_work_and_changes_nothing(run_cli, toy_runs, tmp_path, monkeypatch):

@@ -266,22 +266,25 @@ def test_no_face_in_a_photo_without_one():
         align_faces(coffee)
 
 
-def test_no_align_takes_the_whole_image_as_the_crop():
-    coffee = read_image(COFFEE)
+def test_no_align_takes_the_centre_square_as_the_crop():
+    coffee = read_image(COFFEE)  # 600 x 400: the square is columns 100 to 499, as `fader train` takes it
     [item] = align_faces(coffee, size=128, align=False)
     assert item.face is None and item.alignment.whole
-    expected = cv2.resize(coffee.rgb(), (128, 128), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(coffee.rgb()[:, 100:500], (128, 128), interpolation=cv2.INTER_AREA)
     assert np.abs(item.crop - expected).max() < 1e-4
     assert np.array_equal(paste(coffee, item.alignment, item.crop, item.crop).pixels, coffee.pixels)
     brighter = paste(coffee, item.alignment, item.crop + 0.1, item.crop).pixels.astype(int) - coffee.pixels
     unsaturated = coffee.pixels < 200
-    assert (brighter[unsaturated] >= 24).all()  # no mask: every pixel gets the change
+    assert (brighter[:, 100:500][unsaturated[:, 100:500]] >= 24).all()  # no mask: the whole square changes
+    assert not brighter[:, :100].any() and not brighter[:, 500:].any()  # and nothing beside it
 
 
-def test_whole_image_alignment_maps_corners_to_corners():
+def test_whole_image_alignment_maps_the_centre_square_to_the_crop():
     alignment = whole_image(600, 400, 256)
-    corners = alignment.to_crop([[-0.5, -0.5], [599.5, 399.5]])
+    corners = alignment.to_crop([[99.5, -0.5], [499.5, 399.5]])
     assert np.allclose(corners, [[-0.5, -0.5], [255.5, 255.5]])
+    tall = whole_image(178, 218, 64)  # CelebA's aligned images: rows 20 to 197, the release's crop
+    assert np.allclose(tall.to_crop([[-0.5, 19.5], [177.5, 197.5]]), [[-0.5, -0.5], [63.5, 63.5]])
 
 
 def test_crop_repeats_the_edge_pixels_beyond_the_photo():
