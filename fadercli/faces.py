@@ -31,9 +31,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from fadercli.errors import ModelError, NoFaceError, UsageError
-from fadercli.images import Photo
+from fadercli.images import Photo, centre_square, resize_square
 
 DEFAULT_SIZE = 256
 # Faces are kept by the score of the second look (see _refine). Measured on test photos: true faces
@@ -402,9 +403,8 @@ def whole_image(width: int, height: int, size: int = DEFAULT_SIZE) -> Alignment:
     the faces it is asked to edit framed as it learnt them: squashing a 178 x 218 CelebA-shaped
     image into the square instead cost 16 points of swap accuracy on toy faces (docs/experiments.md).
     """
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    s = size / side
+    left, top, right, _ = centre_square(width, height)
+    s = size / (right - left)
     return Alignment(((s, 0.0, (0.5 - left) * s - 0.5), (0.0, s, (0.5 - top) * s - 0.5)), size, whole=True)
 
 
@@ -442,7 +442,14 @@ def _shifted(m: np.ndarray, x0: float, y0: float) -> np.ndarray:
 
 
 def crop(photo: Photo, alignment: Alignment) -> np.ndarray:
-    """The aligned crop: size x size x 3 float32 RGB in [0, 1]; pixels beyond the photo repeat its edge."""
+    """The aligned crop: size x size x 3 float32 RGB in [0, 1]; pixels beyond the photo repeat its edge.
+
+    A whole-image crop (--no-align) is resampled exactly as `fader train` resamples its images.
+    """
+    if alignment.whole:
+        x0, y0, x1, y1 = _footprint(alignment, photo.width, photo.height)
+        square = Image.fromarray(np.ascontiguousarray(photo.rgb8()[y0:y1, x0:x1]))
+        return resize_square(square, alignment.size).astype(np.float32) / 255
     m = alignment.m
     shrink = min(1.0, math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1]))
     box = _footprint(alignment, photo.width, photo.height, margin=math.ceil(3 / shrink))

@@ -262,6 +262,22 @@ def image_format(path: str | os.PathLike) -> str | None:
     return Image.registered_extensions().get(Path(path).suffix.lower())
 
 
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """The box x0, y0, x1, y1 of an image's centre square (all of a square image)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """A square RGB image at size x size, uint8 (Lanczos up, box down): `fader train` prepares its
+    images this way, and `--no-align` gives the models the same pixels to edit."""
+    if image.width != size:
+        method = Image.Resampling.LANCZOS if image.width < size else Image.Resampling.BOX
+        image = image.resize((size, size), method)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def output_format(name: str) -> tuple[str, str]:
     """`--format` (png, jpg, webp, ...) -> (Pillow's format name, the file extension to use)."""
     fmt = name.strip().lstrip(".").upper()
