@@ -12,6 +12,18 @@ SHARED = ROOT.parent / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 
 
+def paste_weights(alignment, photo):
+    """The paste-back weight of every pixel of a photo (zero where a paste leaves pixels alone)."""
+    import numpy as np
+
+    from fadercli.faces import photo_mask
+
+    weights, (x0, y0, x1, y1) = photo_mask(alignment, photo.width, photo.height)
+    full = np.zeros((photo.height, photo.width), np.float32)
+    full[y0:y1, x0:x1] = weights
+    return full
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _local_face_detector():
     """Tests use the shared copy of YuNet, never a download (subprocesses inherit it too)."""

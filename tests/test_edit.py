@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED
+from conftest import SHARED, paste_weights
 from fadercli import toyfaces
 from fadercli.api import Fader
 from fadercli.errors import DeviceError, InputError, NoFaceError, OutputError, UsageError
-from fadercli.faces import alignment_for, find_faces, photo_mask
+from fadercli.faces import alignment_for, find_faces
 from fadercli.images import from_array, read_image
 from fadercli.model import AutoEncoder
 
@@ -30,14 +30,6 @@ def astronaut():
 def portrait_face(astronaut):
     [face] = find_faces(astronaut)
     return face
-
-
-def _weights(photo, face, size):
-    """The paste-back weight of every pixel of the photo for `face` aligned at `size` px."""
-    weights, (x0, y0, x1, y1) = photo_mask(alignment_for(face, size), photo.width, photo.height)
-    full = np.zeros((photo.height, photo.width), np.float32)
-    full[y0:y1, x0:x1] = weights
-    return full
 
 
 def _pixels(path):
@@ -82,7 +74,7 @@ def test_edit_keeps_size_and_mode_and_changes_only_the_face(run_cli, toy_runs, t
     assert (out_mode, size) == (mode, original.size)
     photo = read_image(source)
     [face] = find_faces(photo)  # as the edit found it (grey pixels give slightly other landmarks)
-    weights = _weights(photo, face, 32)
+    weights = paste_weights(alignment_for(face, 32), photo)
     assert np.array_equal(edited[weights == 0], before[weights == 0])  # outside the mask: bit-identical
     changed = (edited != before).reshape(*weights.shape, -1).any(axis=2)
     assert changed[weights > 0].mean() > 0.5  # the face did change
@@ -100,7 +92,7 @@ def test_setting_the_estimated_values_leaves_the_face_almost_unchanged(run_cli, 
     sets = [a for name, value in estimated.items() for a in ("--set", f"{name}={value}")]
     result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], *sets, "-o", out)
     assert result.exit_code == 0, result.stderr
-    weights = _weights(astronaut, portrait_face, 32)
+    weights = paste_weights(alignment_for(portrait_face, 32), astronaut)
     difference = np.abs(_pixels(out)[2] - astronaut.pixels)
     assert difference[weights > 0].mean() < 2
     # ... while setting another value changes it by much more.

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, paste_weights
 from fadercli.data import Preprocess, load_image
 from fadercli.errors import ModelError, NoFaceError, UsageError
 from fadercli.faces import (
@@ -21,7 +21,6 @@ from fadercli.faces import (
     find_faces,
     parse_face_choice,
     paste,
-    photo_mask,
     select_faces,
     template,
     whole_image,
@@ -45,17 +44,9 @@ def face(astronaut):
     return faces[0]
 
 
-def _mask(alignment, photo):
-    """The paste-back weights over the whole photo."""
-    weights, (x0, y0, x1, y1) = photo_mask(alignment, photo.width, photo.height)
-    full = np.zeros((photo.height, photo.width), np.float32)
-    full[y0:y1, x0:x1] = weights
-    return full
-
-
 def _outside_and_inside(alignment, photo):
     """Boolean maps of the pixels the paste mask leaves alone, and of those it weighs."""
-    weights = _mask(alignment, photo)
+    weights = paste_weights(alignment, photo)
     return weights == 0, weights > 0
 
 
@@ -121,7 +112,7 @@ def test_residual_paste_adds_only_the_change(astronaut, face):
     # the mask at its soft edge, and nothing outside it.
     edited = paste(astronaut, alignment, reconstruction + 0.1, reconstruction).pixels.astype(int)
     change = edited - astronaut.pixels
-    weights = np.repeat(_mask(alignment, astronaut)[..., None], 3, axis=2)
+    weights = np.repeat(paste_weights(alignment, astronaut)[..., None], 3, axis=2)
     unsaturated = astronaut.pixels < 220
     assert (weights[unsaturated] == 1).sum() > 10_000
     assert np.abs(change - 25.5 * weights)[unsaturated].max() <= 0.501  # rounding

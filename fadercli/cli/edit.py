@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from fadercli import say
-from fadercli.cli.options import Device, Face, Json, Models, NoAlign, Quiet, Threshold
+from fadercli.cli.shared import Device, Face, Failures, Json, Models, NoAlign, Quiet, Threshold
 from fadercli.errors import FaderError, InputError, OutputError, UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.")]
@@ -81,14 +81,13 @@ def edit(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    failures: list[FaderError] = []
+    failures = Failures()
     written = 0
     with progress_bar(len(paths) > 1 and not quiet) as bar:
         task = bar.add_task("editing", total=len(paths))
 
         def report(source, error: FaderError) -> None:
-            typer.echo(f"fader: error: {error}", err=True)
-            failures.append(error)
+            failures.report(error)
             bar.advance(task)
 
         for result in fader.edit_many(paths, values, shifts, face=choice, align=not no_align, on_error=report):
@@ -110,8 +109,7 @@ def edit(
                 typer.echo(str(target))
     if len(paths) > 1 and not quiet:
         say(f"{written} of {len(paths)} image(s) edited")
-    if failures:
-        raise typer.Exit(failures[0].exit_code)
+    failures.exit()
 
 
 def _assignments(texts: list[str] | None, option: str) -> dict[str, float]:
@@ -204,15 +202,12 @@ def inspect(
     )
     say(f"device: {describe(fader.device)}")
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
-    failures: list[FaderError] = []
+    failures = Failures()
     for path in paths:
         try:
             results = fader.inspect(path, face=choice, align=not no_align)
         except FaderError as e:
-            if isinstance(e, UsageError):
-                raise
-            typer.echo(f"fader: error: {e}", err=True)
-            failures.append(e)
+            failures.report(e)
             continue
         for result in results:
             if as_json:
@@ -224,5 +219,4 @@ def inspect(
                 seen = f" (classifier {p:.0%})" if isinstance(p, float) else ""
                 parts.append(f"{name} {result.estimated[name]:.2f}{seen}")
             typer.echo(f"{path}  face {result.index}  " + "  ".join(parts))
-    if failures:
-        raise typer.Exit(failures[0].exit_code)
+    failures.exit()

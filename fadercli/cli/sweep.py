@@ -9,7 +9,7 @@ import typer
 
 from fadercli import say
 from fadercli.cli.edit import Inputs
-from fadercli.cli.options import Device, Face, Models, NoAlign, Quiet, Threshold
+from fadercli.cli.shared import Device, Face, Models, NoAlign, Quiet, Threshold
 from fadercli.errors import OutputError, UsageError
 
 
