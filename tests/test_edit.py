@@ -16,6 +16,8 @@ from fadercli.errors import DeviceError, InputError, NoFaceError, OutputError, U
 from fadercli.faces import alignment_for, find_faces
 from fadercli.images import from_array, read_image
 from fadercli.model import AutoEncoder
+from release_files import release_bytes
+from release_layout import randomise
 
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 COFFEE = SHARED / "testdata" / "coffee.png"
@@ -330,6 +332,31 @@ def test_inspect_prints_estimates_and_the_runs_classifier(run_cli, toy_runs, ast
     assert no_face.exit_code == NoFaceError.exit_code
     whole = _records(run_cli("inspect", COFFEE, "--model", toy_runs["both"], "--no-align", "--json").stdout)
     assert whole[0]["box"] is None and set(whole[0]["estimated"]) == {"Eyeglasses", "Smiling"}
+
+
+def test_the_authors_models_end_to_end_with_their_classifier(run_cli, release, server, register, home, tmp_path, monkeypatch):
+    """Stand-ins for the authors' eyeglasses model and classifier256, in their .pth format, served locally."""
+    fader = randomise(release.AutoEncoder(img_sz=32, init_fm=8, max_fm=32, n_layers=3), seed=4)
+    judge = randomise(release.Classifier(img_sz=32, init_fm=8, max_fm=32, hid_dim=16, attr=[("Eyeglasses", 2), ("Male", 2)]), seed=5)
+    server.plan.files["/eyeglasses.pth"] = release_bytes(fader)
+    server.plan.files["/classifier256.pth"] = release_bytes(judge)
+    register({"eyeglasses": {"url": server.url("/eyeglasses.pth")}, "classifier256": {"url": server.url("/classifier256.pth")}})
+    edited = run_cli("edit", ASTRONAUT, "--set", "Eyeglasses=1.5", "-o", tmp_path / "out.png", "--json")
+    assert edited.exit_code == 0, edited.stderr
+    assert "CC-BY-NC 4.0" in edited.stderr  # the licence notice at download
+    assert _records(edited.stdout)[0]["faces"][0]["values"] == {"Eyeglasses": 1.5}
+    inspected = run_cli("inspect", ASTRONAUT, "--attr", "eyeglasses", "--json")
+    assert inspected.exit_code == 0, inspected.stderr
+    [record] = _records(inspected.stdout)
+    assert set(record["estimated"]) == {"Eyeglasses"} and set(record["probabilities"]) == {"Eyeglasses", "Male"}
+    # Without the classifier (offline, not cached) the estimates still come, with a note.
+    (home / "models" / "classifier256" / "model.safetensors").unlink()
+    monkeypatch.setenv("FADER_OFFLINE", "1")
+    offline = run_cli("inspect", ASTRONAUT, "--model", "eyeglasses", "--json")
+    assert offline.exit_code == 0, offline.stderr
+    assert "no classifier probabilities" in offline.stderr
+    [record] = _records(offline.stdout)
+    assert set(record["estimated"]) == {"Eyeglasses"} and "probabilities" not in record
 
 
 # ---------------------------------------------------------------- the Python API
