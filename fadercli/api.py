@@ -129,7 +129,7 @@ class Fader:
         *,
         device: str | torch.device = "auto",
         batch_size: int = DEFAULT_BATCH,
-        threshold: float = facelib.DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         quiet: bool = True,
     ):
         if not models:
@@ -138,7 +138,7 @@ class Fader:
             raise UsageError(f"the batch size must be at least 1, got {batch_size}")
         self.device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.batch_size = batch_size
-        self.threshold = threshold
+        self.threshold = facelib.DEFAULT_THRESHOLD if threshold is None else threshold  # the detector's
         self.quiet = quiet
         self.models = [self._model(m) for m in models]
         self._classifiers: dict[str, LoadedModel | None] = {}
@@ -158,7 +158,7 @@ class Fader:
         attributes: Sequence[str] = (),
         device: str | torch.device = "auto",
         batch_size: int = DEFAULT_BATCH,
-        threshold: float = facelib.DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         quiet: bool = False,
     ) -> Fader:
         """Models named by `--model` specs (hub.resolve_model: registry names, files, run folders, URLs),

@@ -54,7 +54,7 @@ def edit(
     """
     from fadercli.api import Fader
     from fadercli.devices import describe
-    from fadercli.faces import DEFAULT_THRESHOLD, parse_face_choice
+    from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs, output_format, save_image
     from fadercli.progress import progress_bar
 
@@ -72,8 +72,8 @@ def edit(
     targets = _targets(paths, output, out_dir, in_place, extension, force)
 
     fader = Fader.load(
-        model or None, attributes=[*values, *shifts], device=device, batch_size=batch_size,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold, quiet=quiet,
+        model or None, attributes=[*values, *shifts], device=device, batch_size=batch_size, threshold=threshold,
+        quiet=quiet,
     )
     fader.plan(values, shifts)  # names and values checked before any work
     requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
@@ -191,15 +191,12 @@ def inspect(
     """Print each face's own attribute values as the model estimates them (the values whose reconstruction matches the face best), and where a classifier is at hand (a training run's, the authors' for theirs) its probabilities."""
     from fadercli.api import Fader
     from fadercli.devices import describe
-    from fadercli.faces import DEFAULT_THRESHOLD, parse_face_choice
+    from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs
 
     choice = parse_face_choice(face)
     paths = list(dict.fromkeys(expand_inputs(inputs)))
-    fader = Fader.load(
-        model or None, attributes=attr or [], device=device,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-    )
+    fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold)
     say(f"device: {describe(fader.device)}")
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
     failures = Failures()

@@ -42,7 +42,7 @@ def sweep(
     """
     from fadercli.api import Fader
     from fadercli.devices import describe
-    from fadercli.faces import DEFAULT_THRESHOLD, parse_face_choice
+    from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs, image_format
 
     if output.suffix.lower() != ".gif" and image_format(output) is None:
@@ -56,10 +56,7 @@ def sweep(
     if not output.parent.is_dir():
         raise OutputError(f"cannot write {output}: no such folder {output.parent}")
     paths = list(dict.fromkeys(expand_inputs(inputs)))
-    fader = Fader.load(
-        model or None, attributes=attr, device=device,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold, quiet=quiet,
-    )
+    fader = Fader.load(model or None, attributes=attr, device=device, threshold=threshold, quiet=quiet)
     say(f"device: {describe(fader.device)}")
     result = fader.sweep(
         paths, attr, steps=steps, value_range=bounds, face=choice, align=not no_align, crop=crop, max_size=max_size
