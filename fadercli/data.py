@@ -203,18 +203,13 @@ def load_image(path: Path, prep: Preprocess, detector: str | None = None) -> np.
         return np.clip(np.rint(face.crop * 255), 0, 255).astype(np.uint8)
     from PIL import Image, ImageOps
 
+    from fadercli.images import centre_square, resize_square
+
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")
     if prep.crop == "celeba":
         im = im.crop((0, 20, im.width, 20 + im.width))  # a 178x178 square from a 178x218 image
-    side = min(im.size)
-    if im.width != im.height:
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-    if side != prep.img_size:
-        method = Image.Resampling.LANCZOS if side < prep.img_size else Image.Resampling.BOX
-        im = im.resize((prep.img_size, prep.img_size), method)
-    return np.asarray(im, dtype=np.uint8)
+    return resize_square(im.crop(centre_square(*im.size)), prep.img_size)
 
 
 def _fill(args) -> list[str | None]:

@@ -139,13 +139,20 @@ class Editor:
         return compose(x, recon, self.decode(features, target)), estimate, target
 
     @torch.inference_mode()
-    def sweep(self, x: torch.Tensor, attribute: str, values: Sequence[float]) -> torch.Tensor:
+    def sweep(
+        self,
+        x: torch.Tensor,
+        attribute: str,
+        values: Sequence[float],
+        analysis: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """(B, len(values), 3, S, S): each face with one attribute slid through `values`.
 
-        One encoder pass per face; all steps decoded in batches.
+        One encoder pass per face; all steps decoded in batches. `analysis` (what `analyse(x)`
+        returned) lets several attributes be swept from one encoding.
         """
         x = x.to(self.device)
-        features, estimate, recon = self.analyse(x)
+        features, estimate, recon = analysis if analysis is not None else self.analyse(x)
         i, k = self.attributes.index(attribute), len(values)
         trial = estimate.repeat_interleave(k, 0)
         trial[:, i] = torch.tensor(list(values), device=self.device, dtype=trial.dtype).repeat(len(x))

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from fadercli.errors import ModelError, NoFaceError, UsageError
-from fadercli.images import Photo
+from fadercli.images import Photo, centre_square, resize_square
 
 DEFAULT_SIZE = 256
 # Faces are kept by the score of the second look (see _refine). Measured on test photos: true faces
@@ -100,7 +101,8 @@ class Face:
 class Alignment:
     """Where a model-sized crop sits in a photo: `matrix` takes photo to crop coordinates.
 
-    whole: the crop is the whole photo resized (--no-align); it is pasted back without a mask.
+    whole: the crop is an already aligned image (--no-align): its centre square, resized, as
+    `fader train` takes it; pasted back into that square without a mask.
     """
 
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
@@ -118,6 +120,13 @@ class Alignment:
     def to_crop(self, points: np.ndarray) -> np.ndarray:
         """Photo coordinates -> crop coordinates."""
         return _apply(self.m, points)
+
+    def scaled(self, sx: float, sy: float) -> Alignment:
+        """The same crop of the photo resized by (sx, sy) (pixel centres kept: p' = (p + 0.5) s - 0.5)."""
+        m = self.m
+        back = np.array([[1 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1 / sy, 0.5 / sy - 0.5]])
+        matrix = np.column_stack([m[:, :2] @ back[:, :2], m[:, :2] @ back[:, 2] + m[:, 2]])
+        return Alignment(_as_tuple(matrix), self.size, self.whole)
 
 
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -154,11 +163,17 @@ def detector_model() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _detector(model: str):
+    # OpenCV 5 warns on stderr that its new DNN engine ignores target settings: noise for our users.
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     try:
         return cv2.FaceDetectorYN.create(model, "", (320, 320), 0.5, 0.3, 5000)
     except cv2.error as e:
         message = str(e).strip().splitlines()[-1] if str(e).strip() else "unknown error"
         raise ModelError(f"{model}: cannot load the YuNet face detector ({message})") from None
+    finally:
+        logging.setLogLevel(level)
 
 
 def _run(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
@@ -382,9 +397,15 @@ def alignment_for(face: Face, size: int = DEFAULT_SIZE) -> Alignment:
 
 
 def whole_image(width: int, height: int, size: int = DEFAULT_SIZE) -> Alignment:
-    """The whole photo taken as an already aligned crop (--no-align): a plain resize."""
-    sx, sy = size / width, size / height
-    return Alignment(((sx, 0.0, (sx - 1) / 2), (0.0, sy, (sy - 1) / 2)), size, whole=True)
+    """An already aligned image (--no-align): its centre square (all of a square image), resized.
+
+    The same square `fader train` takes from each training image (data.load_image), so a model sees
+    the faces it is asked to edit framed as it learnt them: squashing a 178 x 218 CelebA-shaped
+    image into the square instead cost 16 points of swap accuracy on toy faces (docs/experiments.md).
+    """
+    left, top, right, _ = centre_square(width, height)
+    s = size / (right - left)
+    return Alignment(((s, 0.0, (0.5 - left) * s - 0.5), (0.0, s, (0.5 - top) * s - 0.5)), size, whole=True)
 
 
 def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -402,8 +423,9 @@ def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _footprint(alignment: Alignment, width: int, height: int, margin: int = 0) -> tuple[int, int, int, int]:
     """The box x0, y0, x1, y1 of photo pixels the crop covers (plus `margin`), clipped to the photo."""
-    if alignment.whole:
-        return 0, 0, width, height
+    if alignment.whole:  # exactly the square the crop is, so nothing beyond it is read or touched
+        (x0, y0), (x1, y1) = np.rint(alignment.to_photo(np.array([[-0.5, -0.5], [alignment.size - 0.5] * 2])) + 0.5)
+        return int(x0), int(y0), int(x1), int(y1)
     s = alignment.size - 0.5
     corners = alignment.to_photo(np.array([[-0.5, -0.5], [s, -0.5], [-0.5, s], [s, s]]))
     (x0, y0), (x1, y1) = np.floor(corners.min(axis=0)) - margin, np.ceil(corners.max(axis=0)) + margin + 1
@@ -420,7 +442,14 @@ def _shifted(m: np.ndarray, x0: float, y0: float) -> np.ndarray:
 
 
 def crop(photo: Photo, alignment: Alignment) -> np.ndarray:
-    """The aligned crop: size x size x 3 float32 RGB in [0, 1]; pixels beyond the photo repeat its edge."""
+    """The aligned crop: size x size x 3 float32 RGB in [0, 1]; pixels beyond the photo repeat its edge.
+
+    A whole-image crop (--no-align) is resampled exactly as `fader train` resamples its images.
+    """
+    if alignment.whole:
+        x0, y0, x1, y1 = _footprint(alignment, photo.width, photo.height)
+        square = Image.fromarray(np.ascontiguousarray(photo.rgb8()[y0:y1, x0:x1]))
+        return resize_square(square, alignment.size).astype(np.float32) / 255
     m = alignment.m
     shrink = min(1.0, math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1]))
     box = _footprint(alignment, photo.width, photo.height, margin=math.ceil(3 / shrink))

@@ -576,3 +576,18 @@ def model_for_attribute(attribute: str) -> str:
     options = ", ".join(f"{e.attribute} ({e.name})" for e in editors)
     hint = did_you_mean(attribute, [e.attribute for e in editors])
     raise UsageError(f"no model in the registry edits {attribute!r}; the registry has: {options}.{hint}")
+
+
+RUN_CLASSIFIER = "classifier.safetensors"  # the evaluation classifier a training run writes beside its model
+AUTHORS_CLASSIFIER = "classifier256"
+
+
+def classifier_for(loaded: LoadedModel) -> str | None:
+    """The classifier that can judge a Fader model's faces, as a `--model` spec: the one trained in the
+    model's own run folder, or the authors' classifier for the authors' models (only their converter
+    records `converted_from`); None if there is none."""
+    if loaded.path is not None and (loaded.path.parent / RUN_CLASSIFIER).is_file():
+        return str(loaded.path.parent / RUN_CLASSIFIER)
+    if "converted_from" in loaded.training:
+        return AUTHORS_CLASSIFIER
+    return None

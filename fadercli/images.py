@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fadercli.errors import InputError, OutputError
+from fadercli.errors import InputError, OutputError, UsageError
 from fadercli.files import atomic_path
 
 # Pillow mode as read -> (colour model kept in memory, whether it has alpha).
@@ -260,6 +260,33 @@ def from_array(rgb: np.ndarray) -> Photo:
 def image_format(path: str | os.PathLike) -> str | None:
     """The Pillow format an output name asks for by its extension (None if unknown)."""
     return Image.registered_extensions().get(Path(path).suffix.lower())
+
+
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """The box x0, y0, x1, y1 of an image's centre square (all of a square image)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def resize_square(image: Image.Image, size: int) -> np.ndarray:
+    """A square RGB image at size x size, uint8 (Lanczos up, box down): `fader train` prepares its
+    images this way, and `--no-align` gives the models the same pixels to edit."""
+    if image.width != size:
+        method = Image.Resampling.LANCZOS if image.width < size else Image.Resampling.BOX
+        image = image.resize((size, size), method)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def output_format(name: str) -> tuple[str, str]:
+    """`--format` (png, jpg, webp, ...) -> (Pillow's format name, the file extension to use)."""
+    fmt = name.strip().lstrip(".").upper()
+    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    extensions = [ext for ext, f in Image.registered_extensions().items() if f == fmt]
+    if fmt not in Image.SAVE or not extensions:
+        raise UsageError(f"--format {name}: not an image format fader can write (e.g. png, jpg, webp, tiff)")
+    preferred = {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt, f".{fmt.lower()}")
+    return fmt, preferred if preferred in extensions else sorted(extensions)[0]
 
 
 def _to_pil(photo: Photo, fmt: str) -> Image.Image:

@@ -49,6 +49,7 @@ from fadercli.evaluate import (
 )
 from fadercli.files import atomic_path
 from fadercli.model import AutoEncoder, FaderConfig, LatentDiscriminator
+from fadercli.progress import progress_bar
 from fadercli.weights import LoadedModel, build_from_tensors, load_model, require_kind, save_model
 
 CHECKPOINT_VERSION = 1
@@ -559,7 +560,7 @@ def train(
     interval_images, interval_start = 0, time.monotonic()
     stop = _StopFlag()
     metrics_file = out / "metrics.jsonl"
-    progress = _progress(show_progress and dist.main, trainer.horizon, trainer.step)
+    progress = progress_bar(show_progress and dist.main, info=True)
 
     def record(entry: dict) -> None:
         if dist.main:
@@ -621,18 +622,6 @@ def train(
     trainer.preview()
     trainer.save(result)
     return TrainResult(trainer.step, False, result)
-
-
-def _progress(enabled: bool, total: int | None, completed: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"), console=console, disable=not (enabled and console.is_terminal),
-        transient=False,
-    )
 
 
 def _dataset(data_args: dict, config: TrainConfig, workers: int, log: Callable[[str], None]) -> Dataset:

@@ -12,6 +12,18 @@ SHARED = ROOT.parent / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 
 
+def paste_weights(alignment, photo):
+    """The paste-back weight of every pixel of a photo (zero where a paste leaves pixels alone)."""
+    import numpy as np
+
+    from fadercli.faces import photo_mask
+
+    weights, (x0, y0, x1, y1) = photo_mask(alignment, photo.width, photo.height)
+    full = np.zeros((photo.height, photo.width), np.float32)
+    full[y0:y1, x0:x1] = weights
+    return full
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _local_face_detector():
     """Tests use the shared copy of YuNet, never a download (subprocesses inherit it too)."""
@@ -86,3 +98,31 @@ def register(home):
         return path
 
     return write
+
+
+# A tiny model trains in well under a second: what the edit tests need is the real pipeline, not good edits.
+TINY_TRAINING = dict(init_fm=8, max_fm=32, n_layers=3, hid_dim=32, batch_size=8, clf_steps=5, previews=0, max_steps=6)
+
+
+@pytest.fixture(scope="session")
+def toy_runs(tmp_path_factory):
+    """Training run folders of tiny models trained on toy faces: "both" (Eyeglasses and Smiling, 32 px),
+    "eyeglasses" (32 px) and "smiling" (64 px), each with model.safetensors and classifier.safetensors."""
+    import torch
+
+    from fadercli import toyfaces
+    from fadercli.data import prepare
+    from fadercli.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("toy_runs")
+    runs = {}
+    for name, size, attributes in (
+        ("both", 32, ("Eyeglasses", "Smiling")), ("eyeglasses", 32, ("Eyeglasses",)), ("smiling", 64, ("Smiling",))
+    ):
+        data = root / f"{name}_data"
+        toyfaces.write_dataset(data, 40, size=size, seed=5, attributes=attributes)
+        dataset = prepare(data, img_size=size, cache_root=root / "cache", val_fraction=0.2)
+        config = TrainConfig(img_size=size, **TINY_TRAINING)
+        train(dataset, config, root / name, device=torch.device("cpu"), show_progress=False, log=lambda m: None)
+        runs[name] = root / name
+    return runs

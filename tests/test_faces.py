@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, paste_weights
+from fadercli.data import Preprocess, load_image
 from fadercli.errors import ModelError, NoFaceError, UsageError
 from fadercli.faces import (
     DEFAULT_THRESHOLD,
@@ -20,7 +21,6 @@ from fadercli.faces import (
     find_faces,
     parse_face_choice,
     paste,
-    photo_mask,
     select_faces,
     template,
     whole_image,
@@ -44,17 +44,9 @@ def face(astronaut):
     return faces[0]
 
 
-def _mask(alignment, photo):
-    """The paste-back weights over the whole photo."""
-    weights, (x0, y0, x1, y1) = photo_mask(alignment, photo.width, photo.height)
-    full = np.zeros((photo.height, photo.width), np.float32)
-    full[y0:y1, x0:x1] = weights
-    return full
-
-
 def _outside_and_inside(alignment, photo):
     """Boolean maps of the pixels the paste mask leaves alone, and of those it weighs."""
-    weights = _mask(alignment, photo)
+    weights = paste_weights(alignment, photo)
     return weights == 0, weights > 0
 
 
@@ -120,7 +112,7 @@ def test_residual_paste_adds_only_the_change(astronaut, face):
     # the mask at its soft edge, and nothing outside it.
     edited = paste(astronaut, alignment, reconstruction + 0.1, reconstruction).pixels.astype(int)
     change = edited - astronaut.pixels
-    weights = np.repeat(_mask(alignment, astronaut)[..., None], 3, axis=2)
+    weights = np.repeat(paste_weights(alignment, astronaut)[..., None], 3, axis=2)
     unsaturated = astronaut.pixels < 220
     assert (weights[unsaturated] == 1).sum() > 10_000
     assert np.abs(change - 25.5 * weights)[unsaturated].max() <= 0.501  # rounding
@@ -266,22 +258,25 @@ def test_no_face_in_a_photo_without_one():
         align_faces(coffee)
 
 
-def test_no_align_takes_the_whole_image_as_the_crop():
-    coffee = read_image(COFFEE)
+def test_no_align_takes_the_centre_square_as_the_crop():
+    coffee = read_image(COFFEE)  # 600 x 400: the square is columns 100 to 499, as `fader train` takes it
     [item] = align_faces(coffee, size=128, align=False)
     assert item.face is None and item.alignment.whole
-    expected = cv2.resize(coffee.rgb(), (128, 128), interpolation=cv2.INTER_AREA)
-    assert np.abs(item.crop - expected).max() < 1e-4
+    # Exactly the pixels `fader train` would learn from in the same file.
+    assert np.array_equal(item.crop, load_image(COFFEE, Preprocess(128)).astype(np.float32) / 255)
     assert np.array_equal(paste(coffee, item.alignment, item.crop, item.crop).pixels, coffee.pixels)
     brighter = paste(coffee, item.alignment, item.crop + 0.1, item.crop).pixels.astype(int) - coffee.pixels
     unsaturated = coffee.pixels < 200
-    assert (brighter[unsaturated] >= 24).all()  # no mask: every pixel gets the change
+    assert (brighter[:, 100:500][unsaturated[:, 100:500]] >= 24).all()  # no mask: the whole square changes
+    assert not brighter[:, :100].any() and not brighter[:, 500:].any()  # and nothing beside it
 
 
-def test_whole_image_alignment_maps_corners_to_corners():
+def test_whole_image_alignment_maps_the_centre_square_to_the_crop():
     alignment = whole_image(600, 400, 256)
-    corners = alignment.to_crop([[-0.5, -0.5], [599.5, 399.5]])
+    corners = alignment.to_crop([[99.5, -0.5], [499.5, 399.5]])
     assert np.allclose(corners, [[-0.5, -0.5], [255.5, 255.5]])
+    tall = whole_image(178, 218, 64)  # CelebA's aligned images: rows 20 to 197, the release's crop
+    assert np.allclose(tall.to_crop([[-0.5, 19.5], [177.5, 197.5]]), [[-0.5, -0.5], [63.5, 63.5]])
 
 
 def test_crop_repeats_the_edge_pixels_beyond_the_photo():

@@ -22,7 +22,10 @@ def _imported_modules(*args: str) -> set[str]:
 
 
 def test_help_imports_neither_torch_nor_cv2():
-    commands = (["info"], ["models"], ["models", "list"], ["align"], ["train"], ["eval"], ["demo"])
+    commands = (
+        ["info"], ["models"], ["models", "list"], ["align"], ["train"], ["eval"], ["demo"], ["edit"], ["sweep"],
+        ["inspect"],
+    )
     for args in (["--help"], ["--version"], *([*c, "--help"] for c in commands)):
         modules = _imported_modules(*args)
         assert "typer" in modules  # the trace is real

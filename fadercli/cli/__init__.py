@@ -13,8 +13,10 @@ from typer.core import TyperGroup
 from fadercli import __version__, env_flag
 from fadercli.cli import align as _align
 from fadercli.cli import demo as _demo
+from fadercli.cli import edit as _edit
 from fadercli.cli import info as _info
 from fadercli.cli import models as _models
+from fadercli.cli import sweep as _sweep
 from fadercli.cli import train as _train
 from fadercli.errors import FaderError
 
@@ -69,6 +71,9 @@ def _root(
     """Edit faces in your own photos with Fader Networks."""
 
 
+app.command("edit")(_edit.edit)
+app.command("sweep")(_sweep.sweep)
+app.command("inspect")(_edit.inspect)
 app.command("info")(_info.info)
 app.add_typer(_models.app)
 app.command("align")(_align.align)

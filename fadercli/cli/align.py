@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from fadercli.cli.shared import Failures
 from fadercli.errors import FaderError, OutputError, UsageError
 
 
@@ -51,7 +52,7 @@ def align(
             raise OutputError(f"{path} exists (use --force to overwrite)")
         return path
 
-    first_failure: FaderError | None = None
+    failures = Failures()
     written = 0
     for path in paths:
         try:
@@ -67,13 +68,9 @@ def align(
             if debug_path:
                 save_image(from_array(facelib.debug_view(photo, aligned)), debug_path, quality=90)
         except FaderError as e:
-            if isinstance(e, UsageError):
-                raise
-            typer.echo(f"fader: error: {e}", err=True)
-            first_failure = first_failure or e
+            failures.report(e)
     typer.echo(f"fader: {written} face crop(s) from {len(paths)} image(s) in {out_dir}", err=True)
-    if first_failure is not None:
-        raise typer.Exit(first_failure.exit_code)
+    failures.exit()
 
 
 def _record(path: Path, output: Path, item) -> dict:

@@ -1,0 +1,77 @@
+"""`fader sweep INPUT... --attr NAME --steps N -o OUT`: an attribute slid through its range, as a GIF or a grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fadercli import say
+from fadercli.cli.edit import Inputs
+from fadercli.cli.shared import Device, Face, Models, NoAlign, Quiet, Threshold
+from fadercli.errors import OutputError, UsageError
+
+
+def sweep(
+    inputs: Inputs,
+    attr: Annotated[list[str], typer.Option("--attr", help="Attribute to slide (repeatable).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help=".gif: an animation; .png, .jpg, ...: a grid.")],
+    steps: Annotated[int, typer.Option("--steps", help="Values from the low to the high end.")] = 10,
+    value_range: Annotated[
+        Optional[str],
+        typer.Option("--range", help="LO:HI, e.g. -1:2; default: each attribute's recommended range.", show_default=False),
+    ] = None,
+    model: Models = None,
+    face: Face = "largest",
+    no_align: NoAlign = False,
+    crop: Annotated[bool, typer.Option("--crop", help="Show the aligned face crops instead of the whole photos.")] = False,
+    loop: Annotated[
+        bool, typer.Option("--loop/--bounce", help="GIF: restart from the low end, or go back down (2 x steps - 2 frames).")
+    ] = True,
+    fps: Annotated[float, typer.Option("--fps", help="GIF frames per second (GIF rounds frame times to 1/100 s).")] = 8.0,
+    max_size: Annotated[int, typer.Option("--max-size", help="Longer side of each cell, in pixels.")] = 256,
+    threshold: Threshold = None,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Slide attributes through a range of values: an animated GIF whose every frame is a grid (a row per input, or per face with --crop; a column per attribute; the value under each cell), or a static grid (a row per input and attribute: the original, then each step).
+
+    Each face is encoded once; all steps are decoded in batches. Cells are scaled so that their longer side is --max-size: a grid of R rows and C columns of w x h cells is C x (w + 2) + 2 by R x (h + 14) + 2 pixels.
+    """
+    from fadercli.api import Fader
+    from fadercli.devices import describe
+    from fadercli.faces import parse_face_choice
+    from fadercli.images import expand_inputs, image_format
+
+    if output.suffix.lower() != ".gif" and image_format(output) is None:
+        raise UsageError(f"-o {output}: give a .gif (animation) or an image file name such as .png or .jpg (grid)")
+    if not 0 < fps <= 50:
+        raise UsageError(f"--fps must be above 0 and at most 50, got {fps:g}")
+    bounds = _range(value_range) if value_range else None
+    choice = parse_face_choice(face)
+    if output.exists() and not force:
+        raise OutputError(f"{output} exists (use --force to overwrite)")
+    if not output.parent.is_dir():
+        raise OutputError(f"cannot write {output}: no such folder {output.parent}")
+    paths = list(dict.fromkeys(expand_inputs(inputs)))
+    fader = Fader.load(model or None, attributes=attr, device=device, threshold=threshold, quiet=quiet)
+    say(f"device: {describe(fader.device)}")
+    result = fader.sweep(
+        paths, attr, steps=steps, value_range=bounds, face=choice, align=not no_align, crop=crop, max_size=max_size
+    )
+    result.save(output, fps=fps, bounce=not loop)
+    if not quiet:
+        what = f"{len(result.order(not loop))} frames" if output.suffix.lower() == ".gif" else "a grid"
+        say(f"{output}: {what} of {len(result.cells)} input(s) x {len(result.attributes)} attribute(s)")
+    typer.echo(str(output))
+
+
+def _range(text: str) -> tuple[float, float]:
+    from fadercli.attributes import parse_number
+
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        raise UsageError(f"--range takes LO:HI, e.g. -1:2, got {text!r}")
+    return parse_number(lo.strip(), "--range low end"), parse_number(hi.strip(), "--range high end")
