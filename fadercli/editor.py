@@ -16,8 +16,13 @@ import torch.nn.functional as F
 from fadercli.attributes import AttributeSet
 from fadercli.model import AutoEncoder
 
-# |edit - reconstruction| (in [-1, 1] units) at which a pixel is fully the decoded edit.
-CHANGE_SCALE = 0.1
+# A pixel keeps the input while the edit moves it less than CHANGE_FLOOR of the edit's largest
+# move (decoder noise away from the attribute), then fades into the decoded edit over CHANGE_RAMP.
+CHANGE_FLOOR = 0.2
+CHANGE_RAMP = 0.2
+# Edits whose largest move (in [-1, 1] units) is under SMALL_EDIT are blended in proportionally,
+# so a slider near the face's own value moves smoothly.
+SMALL_EDIT = 0.1
 # Values tried for each attribute when estimating a face's own values, before refining.
 SEARCH_GRID = 7
 SEARCH_RANGE = (-0.25, 1.25)
@@ -26,11 +31,13 @@ SEARCH_RANGE = (-0.25, 1.25)
 def compose(x: torch.Tensor, recon: torch.Tensor, edit: torch.Tensor) -> torch.Tensor:
     """The input where the edit changes nothing, the decoded edit where it changes the face.
 
-    The blend weight is how much the edit moves each pixel (max over channels, dilated by one pixel
-    so edges of a changed region are taken whole), saturating at CHANGE_SCALE.
+    Per pixel, how much the edit moves it (max over channels, dilated by one pixel so the edges of
+    a changed region come whole), relative to the largest move in the face, picks between the
+    decoded edit and the input plus the decoded change (docs/experiments.md, "Composing").
     """
-    change = (edit - recon).abs().amax(1, keepdim=True)
-    weight = (F.max_pool2d(change, 3, 1, 1) / CHANGE_SCALE).clamp(0, 1)
+    change = F.max_pool2d((edit - recon).abs().amax(1, keepdim=True), 3, 1, 1)
+    peak = change.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1)
+    weight = ((change - CHANGE_FLOOR * peak) / (CHANGE_RAMP * peak)).clamp(0, 1) * (peak / SMALL_EDIT).clamp(max=1)
     return (edit + (x - recon) * (1 - weight)).clamp(-1, 1)
 
 

@@ -87,6 +87,7 @@ class TrainConfig:
     lambda_lat_dis: float | None = None
     lambda_ramp: float = 0.3  # share of the run over which lambda_lat_dis rises from 0
     lambda_clf: float = 0.0
+    clf_share: float = 0.25  # share of each batch decoded with random attributes for that loss
     flip: bool = True
     # evaluation classifier, checkpoints, previews
     clf_steps: int | None = None
@@ -245,7 +246,8 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = base * scale
         x, y = self.batch(self.step)
-        target = _random_labels(attrs, len(y), self.device) if self.guide is not None else None
+        n_edit = max(1, round(cfg.clf_share * len(y)))
+        target = _random_labels(attrs, n_edit, self.device) if self.guide is not None else None
         self.ae.train()
         with self.autocast:
             z, recon, edited = self.forward(x, one_hot(attrs, y), None if target is None else one_hot(attrs, target))
@@ -423,7 +425,8 @@ class _AutoEncoderPass(torch.nn.Module):
     def forward(self, x, y, y_edit=None):
         features = self.ae.encode(x)
         recon = self.ae.decode(features, y)
-        edited = None if y_edit is None else self.ae.decode(features, y_edit)
+        # The edit decodes only the first len(y_edit) faces: the loss needs few, each costs a decoder pass.
+        edited = None if y_edit is None else self.ae.decode([f[: len(y_edit)] for f in features], y_edit)
         return features[0], recon, edited
 
 
@@ -450,7 +453,7 @@ def lr_scale(step: int, horizon: int | None, schedule: str) -> float:
 
 
 def _fused(device: torch.device) -> dict:
-    return {"fused": True} if device.type == "cuda" else {}
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 def _flipped(attributes: AttributeSet, y: torch.Tensor) -> torch.Tensor:
