@@ -240,3 +240,34 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_layers(self.conv_layers(x).flatten(1))
+
+
+@torch.no_grad()
+def fold_batchnorm(ae: AutoEncoder) -> AutoEncoder:
+    """An inference copy of `ae` whose BatchNorms are folded into the convolutions before them.
+
+    In eval mode a BatchNorm is a per-channel scale and shift, which the preceding convolution can
+    absorb: one pass over each activation map fewer, same outputs up to float rounding.
+    InstanceNorm depends on the input and stays as it is.
+    """
+    import copy
+
+    folded = copy.deepcopy(ae).eval()
+    for block in [*folded.enc_layers, *folded.dec_layers]:
+        for i, norm in enumerate(block):
+            if not isinstance(norm, nn.BatchNorm2d):
+                continue
+            conv, repeat = block[i - 1], 1
+            if isinstance(conv, nn.PixelShuffle):  # each normed channel came from r*r conv channels
+                conv, repeat = block[i - 2], conv.upscale_factor**2
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            shift = norm.bias - norm.running_mean * scale
+            scale, shift = scale.repeat_interleave(repeat), shift.repeat_interleave(repeat)
+            out_dim = 1 if isinstance(conv, nn.ConvTranspose2d) else 0  # where output channels sit
+            shape = [1] * conv.weight.dim()
+            shape[out_dim] = -1
+            conv.weight.mul_(scale.view(shape))
+            bias = conv.bias * scale if conv.bias is not None else 0
+            conv.bias = nn.Parameter(bias + shift)
+            block[i] = nn.Identity()
+    return folded

@@ -355,12 +355,16 @@ class Trainer:
         if self.device.type == "cuda" and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
-    def save(self, metrics: dict | None = None) -> None:
+    def save(self) -> None:
         """checkpoint.pt and model.safetensors, each atomically (rank 0 only)."""
         if not self.dist.main:
             return
         with atomic_path(self.out / "checkpoint.pt") as tmp:
             torch.save(self.state(), tmp)
+        self.save_model()
+
+    def save_model(self, metrics: dict | None = None) -> None:
+        """model.safetensors with the training metadata (and the final scores, once known)."""
         training = {
             "method": "fader networks (reconstruction + latent discriminator)"
             + (" + classifier loss" if self.config.lambda_clf > 0 else ""),
@@ -378,7 +382,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        chunks = self.dataset.cache.chunks(self.dataset.val, self.dataset.labels)
+        chunks = self.dataset.cache.chunks(self.dataset.scored(), self.dataset.labels)
         result = evaluate(self.ae, self.clf, self.attributes, chunks, device=self.device)
         self.ae.train()
         return result
@@ -550,7 +554,7 @@ def train(
     trainer.fit_classifiers()
 
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
-    reserve = max(5.0, 0.01 * budget) if math.isfinite(budget) else 0.0  # final evaluation and saving
+    reserve = max(10.0, 0.03 * budget) if math.isfinite(budget) else 0.0  # final evaluation and saving
     deadline = started + budget - reserve
     max_steps = config.max_steps or math.inf
     if trainer.horizon is None and math.isinf(max_steps) and math.isinf(budget):
@@ -619,11 +623,12 @@ def train(
         trainer.save()
         log(f"stopped at step {trainer.step}; checkpoint saved: continue with --resume")
         return TrainResult(trainer.step, True, {})
+    trainer.save()  # the weights are safe before the evaluation, which can take a while
+    trainer.preview()
     result = trainer.evaluate() if dist.main else {}
     if dist.main:
         record({"step": trainer.step, "eval": result})
-    trainer.preview()
-    trainer.save(result)
+        trainer.save_model(result)
     return TrainResult(trainer.step, False, result)
 
 
@@ -696,7 +701,7 @@ def evaluate_run(run: Path, *, device_name: str = "auto") -> dict:
     device = pick_device(device_name)
     ae = load_model(Path(run) / "model.safetensors", kind="fader").model.to(device)
     clf = load_model(Path(run) / "classifier.safetensors", kind="classifier").model.to(device)
-    result = evaluate(ae, clf, dataset.attributes, dataset.cache.chunks(dataset.val, dataset.labels), device=device)
+    result = evaluate(ae, clf, dataset.attributes, dataset.cache.chunks(dataset.scored(), dataset.labels), device=device)
     with open(Path(run) / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"eval": result, "source": "fader eval"}) + "\n")
     return result
