@@ -10,17 +10,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from fadercli import toyfaces
-from fadercli.evaluate import one_hot, to_tensor
 from fadercli.files import atomic_path
-from fadercli.grids import save_gif, tile
 from fadercli.train import TrainConfig, run_training
-from fadercli.weights import load_model
-
-SWEEP = np.linspace(-0.5, 1.5, 9)
 
 
 def run_demo(out: Path, *, minutes: float, faces: int, img_size: int, seed: int, device_name: str, quiet: bool) -> dict:
@@ -33,7 +25,7 @@ def run_demo(out: Path, *, minutes: float, faces: int, img_size: int, seed: int,
     data_args = {"data": data, "labels": None, "images": None, "crop": "none", "align": False, "attributes": None}
     run = out / "run"
     scores = run_training(data_args, config, run, device_name=device_name, quiet=quiet, started=started)
-    write_sweep(run / "model.safetensors", out / "sweep.gif", seed=seed)
+    write_sweep(run, out / "sweep.gif", seed=seed)
     summary = {
         "seconds": round(time.monotonic() - started, 1),
         "model": str(run / "model.safetensors"),
@@ -49,25 +41,12 @@ def run_demo(out: Path, *, minutes: float, faces: int, img_size: int, seed: int,
 DEMO_RECIPE: dict = {}
 
 
-@torch.no_grad()
-def write_sweep(model_path: Path, gif: Path, *, seed: int, n_faces: int = 4) -> None:
-    """Fresh toy faces (never seen in training); one row per attribute, the slider moving in every frame."""
-    loaded = load_model(model_path, kind="fader")
-    ae, attrs = loaded.model, loaded.attributes
+def write_sweep(run: Path, gif: Path, *, seed: int, n_faces: int = 4) -> None:
+    """Fresh toy faces (never seen in training), every attribute slid from -0.5 to 1.5, back and forth."""
+    from fadercli.api import Fader
+
+    fader = Fader.load(str(run), quiet=True)
     params = toyfaces.sample(n_faces, seed=seed + 99991)
-    size = loaded.config.img_size
-    x = to_tensor(toyfaces.render(params, size), torch.device("cpu"))
-    truth = torch.from_numpy(toyfaces.labels(params)[:, [toyfaces.ATTRIBUTES.index(a) for a in attrs.names]])
-    features = ae.encode(x)
-    base = one_hot(attrs, truth)
-    frames = []
-    for value in np.concatenate([SWEEP, SWEEP[-2:0:-1]]):
-        rows, captions = [], []
-        for i, (a, start) in enumerate(zip(attrs, attrs.offsets())):
-            y = base.clone()
-            y[:, start : start + 2] = torch.tensor([1 - value, value], dtype=y.dtype)
-            images = ae.decode(features, y).clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).numpy()
-            rows.append(list(images))
-            captions.append([f"{a.name} {value:+.2f}"] + [""] * (n_faces - 1))
-        frames.append(tile(rows, captions, scale=max(1, 96 // size)))
-    save_gif(frames, gif, fps=6)
+    faces = list(toyfaces.render(params, fader.models[0].size))
+    sweep = fader.sweep(faces, fader.attributes, steps=9, value_range=(-0.5, 1.5), align=False, max_size=96)
+    sweep.save(gif, fps=6, bounce=True)

@@ -77,16 +77,16 @@ class TrainConfig:
     hid_dim: int = 512
     lat_dis_dropout: float = 0.3
     # optimisation
-    lr: float = 2e-4
-    dis_lr: float = 2e-4
-    lr_schedule: str = "constant"  # or "cosine": down to a tenth of lr by the end of the run
+    lr: float | None = None
+    dis_lr: float | None = None
+    lr_schedule: str | None = None  # "constant", or "cosine": down to a tenth of lr by the end
     beta1: float = 0.5
     beta2: float = 0.999
     clip_grad_norm: float = 5.0
     lambda_ae: float = 1.0
     lambda_lat_dis: float | None = None
     lambda_ramp: float = 0.3  # share of the run over which lambda_lat_dis rises from 0
-    lambda_clf: float = 0.0
+    lambda_clf: float | None = None
     clf_share: float = 0.25  # share of each batch decoded with random attributes for that loss
     flip: bool = True
     # evaluation classifier, checkpoints, previews
@@ -100,12 +100,13 @@ class TrainConfig:
         preset = SIZE_PRESETS.get(self.img_size)
         if preset is None:
             raise UsageError(f"--img-size must be one of {', '.join(map(str, SIZE_PRESETS))}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         filled = {k: v for k, v in preset.items() if getattr(self, k) is None}
         if self.max_steps is None and self.max_minutes is None:
             filled["max_steps"] = DEFAULT_STEPS[self.img_size]
-        return TrainConfig(**{**asdict(self), **filled})
+        resolved = TrainConfig(**{**asdict(self), **filled})
+        if resolved.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
+        return resolved
 
     def model_config(self, attributes: AttributeSet) -> FaderConfig:
         try:
@@ -120,11 +121,13 @@ class TrainConfig:
 
 
 # Architecture and loss weights by image size; see docs/experiments.md for how they were chosen.
+_SHORT_RUNS = dict(lr=1e-3, dis_lr=1e-3, lr_schedule="constant", lambda_lat_dis=1e-2, lambda_clf=0.02)
+_RELEASE = dict(lr=2e-4, dis_lr=2e-4, lr_schedule="constant", lambda_lat_dis=1e-4, lambda_clf=0.0)
 SIZE_PRESETS: dict[int, dict] = {
-    32: dict(init_fm=32, max_fm=256, n_layers=4, lambda_lat_dis=1e-3, clf_steps=300),
-    64: dict(init_fm=32, max_fm=512, n_layers=5, lambda_lat_dis=1e-3, clf_steps=400),
-    128: dict(init_fm=32, max_fm=512, n_layers=6, lambda_lat_dis=1e-4, clf_steps=1000),
-    256: dict(init_fm=32, max_fm=512, n_layers=6, lambda_lat_dis=1e-4, clf_steps=2000),
+    32: dict(init_fm=16, max_fm=256, n_layers=4, clf_steps=300, **_SHORT_RUNS),
+    64: dict(init_fm=16, max_fm=256, n_layers=5, clf_steps=400, **_SHORT_RUNS),
+    128: dict(init_fm=32, max_fm=512, n_layers=6, clf_steps=1000, **_RELEASE),
+    256: dict(init_fm=32, max_fm=512, n_layers=6, clf_steps=2000, **_RELEASE),
 }
 DEFAULT_STEPS = {32: 4000, 64: 20000, 128: 100000, 256: 300000}
 
