@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from conftest import ROOT
 from fadercli import toyfaces
 from fadercli.data import prepare
 from fadercli.train import TrainConfig, lambda_schedule, load_checkpoint, lr_scale, train
@@ -138,37 +139,12 @@ def test_torchrun_two_processes_on_cpu_write_one_model(toy_data, tmp_path):
     assert result.stdout.count('"swap_accuracy"') == 1  # rank 0 alone reports
 
 
-PEAK_RSS_SCRIPT = """
-import resource, sys, numpy as np, torch
-from pathlib import Path
-from fadercli.attributes import AttributeSet
-from fadercli.data import Dataset, ImageCache
-from fadercli.train import TrainConfig, train
-
-n, folder = int(sys.argv[1]), Path(sys.argv[2])
-folder.mkdir(parents=True)
-size = 128
-rng = np.random.default_rng(0)
-with open(folder / "images.u8", "wb") as f:  # random pictures, written in slices
-    for start in range(0, n, 100):
-        f.write(rng.integers(0, 256, (min(100, n - start), size, size, 3), dtype=np.uint8).tobytes())
-cache = ImageCache(folder, [f"{i}.png" for i in range(n)], [None] * n, size)
-labels = (rng.random((n, 1)) < 0.5).astype(np.int64)
-rows = np.arange(n)
-dataset = Dataset("random", cache, AttributeSet.binary(["A"]), labels, rows[n // 10:], rows[: n // 10])
-config = TrainConfig(img_size=size, init_fm=4, max_fm=8, n_layers=4, hid_dim=8, batch_size=50,
-                     max_steps=len(dataset.train) // 50, clf_steps=2, previews=0)
-train(dataset, config, folder / "run", device=torch.device("cpu"), show_progress=False, log=lambda m: None)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
 def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
     """A whole epoch over 10x the images (98 MB of pixels, a third of the process) costs no more RSS."""
     peaks = {}
     for n in (200, 2000):
         result = subprocess.run(
-            [sys.executable, "-c", PEAK_RSS_SCRIPT, str(n), str(tmp_path / str(n))],
+            [sys.executable, str(ROOT / "benchmarks" / "rss_probe.py"), str(n), str(tmp_path / str(n))],
             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
         )
         assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,39 @@
+"""Peak RSS of training over a whole epoch of N random 128 px images (printed in KiB).
+
+    python benchmarks/rss_probe.py N FOLDER
+
+Used by benchmarks/training.py and tests/test_train.py: the same run at 1x and 10x the images
+must peak at the same memory, since the image cache is read, not loaded.
+"""
+
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fadercli.attributes import AttributeSet  # noqa: E402
+from fadercli.data import Dataset, ImageCache  # noqa: E402
+from fadercli.train import TrainConfig, train  # noqa: E402
+
+n, folder = int(sys.argv[1]), Path(sys.argv[2])
+folder.mkdir(parents=True)
+size = 128
+rng = np.random.default_rng(0)
+with open(folder / "images.u8", "wb") as f:  # the cache's layout, written in slices
+    for start in range(0, n, 100):
+        f.write(rng.integers(0, 256, (min(100, n - start), size, size, 3), dtype=np.uint8).tobytes())
+cache = ImageCache(folder, [f"{i}.png" for i in range(n)], [None] * n, size)
+labels = (rng.random((n, 1)) < 0.5).astype(np.int64)
+rows = np.arange(n)
+dataset = Dataset("random", cache, AttributeSet.binary(["A"]), labels, rows[n // 10 :], rows[: n // 10])
+config = TrainConfig(
+    img_size=size, init_fm=4, max_fm=8, n_layers=4, hid_dim=8, batch_size=50,
+    max_steps=len(dataset.train) // 50, clf_steps=2, previews=0,
+)
+train(dataset, config, folder / "run", device=torch.device("cpu"), show_progress=False, log=lambda m: None)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -1,0 +1,125 @@
+"""Training throughput on the CPU: a plain implementation of the paper's step vs fader's Trainer.
+
+    python benchmarks/training.py [--sizes 64 256] [--steps 20] [--repeats 5] [--threads N]
+
+Baseline: the step written the straightforward way, as the authors' release does it: the
+discriminator gets its own (gradient-free) encoding of the batch, then the autoencoder step
+encodes again; Adam as torch builds it by default on the CPU. Optimised: `Trainer.train_step`,
+the code `fader train` runs. Both start from the same weights and see the same batches (the
+classifier loss off, as the paper); the script checks their loss values agree, then prints
+images/s of whole steps (median of --repeats, interleaved) and the ratio. Last, peak RSS of a
+training epoch over 1x and 10x the images (benchmarks/rss_probe.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--steps", type=int, default=10, help="steps per timing")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from fadercli.attributes import AttributeSet
+    from fadercli.data import Dataset, ImageCache
+    from fadercli.evaluate import attribute_loss, one_hot
+    from fadercli.train import Distributed, TrainConfig, Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    attrs = AttributeSet.binary(["A", "B", "C", "D"])
+    print(f"{torch.get_num_threads()} threads; batch 32; median of {args.repeats} x {args.steps} steps")
+    print(f"{'size':>5} {'baseline img/s':>15} {'optimised img/s':>16} {'ratio':>6} {'max loss diff':>14}")
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            n = 256
+            rng = np.random.default_rng(0)
+            (tmp / "images.u8").write_bytes(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8).tobytes())
+            cache = ImageCache(tmp, [f"{i}.png" for i in range(n)], [None] * n, size)
+            labels = (rng.random((n, len(attrs))) < 0.5).astype(np.int64)
+            dataset = Dataset("random", cache, attrs, labels, np.arange(n), np.arange(0))
+            config = TrainConfig(img_size=size, batch_size=32, max_steps=10**6, lambda_clf=0.0).resolved()
+            torch.manual_seed(0)
+            trainer = Trainer(dataset, config, tmp / "run", torch.device("cpu"), Distributed(), lambda m: None)
+            trainer.horizon = 10**6
+            ae, dis = copy.deepcopy(trainer.ae), copy.deepcopy(trainer.dis)
+            betas = (config.beta1, config.beta2)
+            opt_ae = torch.optim.Adam(ae.parameters(), lr=config.lr, betas=betas)
+            opt_dis = torch.optim.Adam(dis.parameters(), lr=config.dis_lr, betas=betas)
+            step = 0
+
+            def baseline() -> float:
+                nonlocal step
+                x, y = trainer.batch(step)
+                step += 1
+                lam = trainer.lambda_lat_dis()
+                with torch.no_grad():  # the discriminator's own encoding of the batch
+                    z = ae.encode(x)[0]
+                dis.train()
+                loss = attribute_loss(attrs, dis(z), y)
+                opt_dis.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(dis.parameters(), config.clip_grad_norm)
+                opt_dis.step()
+                features = ae.encode(x)
+                rec = F.mse_loss(ae.decode(features, one_hot(attrs, y)), x)
+                dis.eval()
+                adv = attribute_loss(attrs, dis(features[0]), 1 - y)
+                opt_ae.zero_grad()
+                (rec + lam * adv).backward()
+                torch.nn.utils.clip_grad_norm_(ae.parameters(), config.clip_grad_norm)
+                opt_ae.step()
+                return rec.item()
+
+            def optimised() -> float:
+                return float(trainer.train_step()["rec_loss"])
+
+            # Same start, same batches: the two must compute the same losses.
+            torch.manual_seed(1)
+            base_losses = [baseline() for _ in range(3)]
+            torch.manual_seed(1)
+            fast_losses = [optimised() for _ in range(3)]
+            diff = max(abs(a - b) for a, b in zip(base_losses, fast_losses))
+            times = {"baseline": [], "optimised": []}
+            for _ in range(args.repeats):
+                for name, fn in (("baseline", baseline), ("optimised", optimised)):
+                    started = time.perf_counter()
+                    for _ in range(args.steps):
+                        fn()
+                    times[name].append(time.perf_counter() - started)
+            base = 32 * args.steps / statistics.median(times["baseline"])
+            fast = 32 * args.steps / statistics.median(times["optimised"])
+            print(f"{size:>5} {base:>15.1f} {fast:>16.1f} {fast / base:>6.2f} {diff:>14.2e}")
+
+    peaks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (200, 2000):
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "benchmarks" / "rss_probe.py"), str(n), str(Path(tmp) / str(n))],
+                capture_output=True, text=True, check=True,
+            )
+            peaks[n] = int(done.stdout.split()[-1]) / 1024
+    print(f"peak RSS of a training epoch: {peaks[200]:.0f} MiB over 200 images, {peaks[2000]:.0f} MiB over "
+          f"2,000 (x{peaks[2000] / peaks[200]:.3f}; 128 px images, 10x = +88 MiB of pixels)")
+
+
+if __name__ == "__main__":
+    main()
