@@ -21,7 +21,7 @@ def run_demo(out: Path, *, minutes: float, faces: int, img_size: int, seed: int,
     data = out / "data"
     if not (data / "labels.csv").is_file():
         toyfaces.write_dataset(data, faces, size=img_size, seed=seed)
-    config = TrainConfig(img_size=img_size, max_minutes=minutes, seed=seed, **DEMO_RECIPE)
+    config = TrainConfig(img_size=img_size, max_minutes=minutes, seed=seed)  # the size's preset recipe
     data_args = {"data": data, "labels": None, "images": None, "crop": "none", "align": False, "attributes": None}
     run = out / "run"
     scores = run_training(data_args, config, run, device_name=device_name, quiet=quiet, started=started)
@@ -35,10 +35,6 @@ def run_demo(out: Path, *, minutes: float, faces: int, img_size: int, seed: int,
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
-
-
-# Tuned for a few CPU minutes at 32 px (docs/experiments.md).
-DEMO_RECIPE: dict = {}
 
 
 def write_sweep(run: Path, gif: Path, *, seed: int, n_faces: int = 4) -> None:

@@ -121,7 +121,7 @@ class TrainConfig:
 
 
 # Architecture and loss weights by image size; see docs/experiments.md for how they were chosen.
-_SHORT_RUNS = dict(lr=1e-3, dis_lr=1e-3, lr_schedule="cosine", lambda_lat_dis=1e-2, lambda_clf=0.02)
+_SHORT_RUNS = dict(lr=2e-3, dis_lr=2e-3, lr_schedule="cosine", lambda_lat_dis=1e-2, lambda_clf=0.02)
 _RELEASE = dict(lr=2e-4, dis_lr=2e-4, lr_schedule="constant", lambda_lat_dis=1e-4, lambda_clf=0.0)
 SIZE_PRESETS: dict[int, dict] = {
     32: dict(init_fm=16, max_fm=256, n_layers=4, clf_steps=300, **_SHORT_RUNS),
