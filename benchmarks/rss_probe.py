@@ -36,4 +36,16 @@ config = TrainConfig(
     max_steps=len(dataset.train) // 50, clf_steps=2, previews=0,
 )
 train(dataset, config, folder / "run", device=torch.device("cpu"), show_progress=False, log=lambda m: None)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_kib() -> int:
+    """This process's own peak RSS. Linux's ru_maxrss keeps the parent's peak across fork + exec
+    (a probe started from a big process would report the parent), VmHWM starts afresh at exec."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+print(peak_kib())
