@@ -140,7 +140,7 @@ def test_torchrun_two_processes_on_cpu_write_one_model(toy_data, tmp_path):
 
 
 def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
-    """A whole epoch over 10x the images (98 MB of pixels, a third of the process) costs no more RSS."""
+    """A whole epoch over 10x the images (+88 MB of pixels, a sixth of the process) costs no more RSS."""
     peaks = {}
     for n in (200, 2000):
         result = subprocess.run(
