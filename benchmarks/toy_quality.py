@@ -4,8 +4,8 @@
 
 An independent judge (a classifier of another architecture and seed than the run's own
 evaluation classifier and the guide behind its classifier loss, trained on freshly rendered toy
-faces, saved to --judge and reused) looks at held-out faces edited as `fader edit --set
-NAME=<flipped> --no-align` edits them. Prints per attribute:
+faces, saved to --judge and reused; training it takes ~10 minutes on 2 cores) looks at held-out
+faces edited as `fader edit --set NAME=<flipped> --no-align` edits them. Prints per attribute:
 
 - swap: share of faces the judge sees with the attribute flipped after the edit;
 - closer: share whose edit is closer (pixel MSE) to the exactly rendered counterfactual than the

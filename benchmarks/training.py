@@ -118,7 +118,7 @@ def main() -> None:
             )
             peaks[n] = int(done.stdout.split()[-1]) / 1024
     print(f"peak RSS of a training epoch: {peaks[200]:.0f} MiB over 200 images, {peaks[2000]:.0f} MiB over "
-          f"2,000 (x{peaks[2000] / peaks[200]:.3f}; 128 px images, 10x = +88 MiB of pixels)")
+          f"2,000 (x{peaks[2000] / peaks[200]:.3f}; 256 px images, 10x = +338 MiB of pixels)")
 
 
 if __name__ == "__main__":
