@@ -20,6 +20,17 @@ from fadercli.attributes import AttributeSet  # noqa: E402
 from fadercli.data import Dataset, ImageCache  # noqa: E402
 from fadercli.train import TrainConfig, train  # noqa: E402
 
+
+def peak_kib() -> int:
+    """This process's own peak RSS. Linux's ru_maxrss keeps the parent's peak across fork + exec
+    (a probe started from a big process would report the parent), VmHWM starts afresh at exec."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 n, folder = int(sys.argv[1]), Path(sys.argv[2])
 folder.mkdir(parents=True)
 size = int(sys.argv[3]) if len(sys.argv) > 3 else 256  # 10x the images adds 354 MB: far above allocator noise
@@ -36,16 +47,4 @@ config = TrainConfig(
     max_steps=40, clf_steps=2, previews=0,  # the same run length at any size: a whole epoch at 2,000
 )
 train(dataset, config, folder / "run", device=torch.device("cpu"), show_progress=False, log=lambda m: None)
-
-
-def peak_kib() -> int:
-    """This process's own peak RSS. Linux's ru_maxrss keeps the parent's peak across fork + exec
-    (a probe started from a big process would report the parent), VmHWM starts afresh at exec."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 print(peak_kib())
