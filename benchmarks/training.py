@@ -40,7 +40,7 @@ def main() -> None:
     from fadercli.attributes import AttributeSet
     from fadercli.data import Dataset, ImageCache
     from fadercli.evaluate import attribute_loss, one_hot
-    from fadercli.train import Distributed, TrainConfig, Trainer
+    from fadercli.train import Distributed, TrainConfig, Trainer, lambda_schedule
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +59,7 @@ def main() -> None:
             config = TrainConfig(img_size=size, batch_size=32, max_steps=10**6, lambda_clf=0.0).resolved()
             torch.manual_seed(0)
             trainer = Trainer(dataset, config, tmp / "run", torch.device("cpu"), Distributed(), lambda m: None)
-            trainer.horizon = 10**6
+            at = 0.5  # past the adversarial ramp: every term of the loss is on
             ae, dis = copy.deepcopy(trainer.ae), copy.deepcopy(trainer.dis)
             betas = (config.beta1, config.beta2)
             opt_ae = torch.optim.Adam(ae.parameters(), lr=config.lr, betas=betas)
@@ -70,7 +70,7 @@ def main() -> None:
                 nonlocal step
                 x, y = trainer.batch(step)
                 step += 1
-                lam = trainer.lambda_lat_dis()
+                lam = lambda_schedule(at, config.lambda_lat_dis, config.lambda_ramp)
                 with torch.no_grad():  # the discriminator's own encoding of the batch
                     z = ae.encode(x)[0]
                 dis.train()
@@ -90,7 +90,7 @@ def main() -> None:
                 return rec.item()
 
             def optimised() -> float:
-                return float(trainer.train_step()["rec_loss"])
+                return float(trainer.train_step(at)["rec_loss"])
 
             # Same start, same batches: the two must compute the same losses.
             torch.manual_seed(1)

@@ -97,6 +97,20 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse)
 
 
+# Below this accuracy on clean validation faces, a classifier's verdict on edits is not worth much.
+RELIABLE_ACCURACY = 0.98
+# Below this many faces, a direction's swap accuracy is too uncertain to stand on its own.
+FEW_FACES = 50
+
+
+def directions(attribute) -> list[tuple[str, int]]:
+    """(name, target category) of each way an edit can go: adding and removing a binary attribute,
+    or "to <category>" for each category of a categorical one."""
+    if attribute.binary:
+        return [("adding", 1), ("removing", 0)]
+    return [(f"to {c}", c) for c in range(attribute.n_categories)]
+
+
 @torch.no_grad()
 def evaluate(
     ae: AutoEncoder,
@@ -106,24 +120,27 @@ def evaluate(
     *,
     device: torch.device,
 ) -> dict:
-    """Scores over `batches` of (uint8 images, category labels):
+    """Scores over `batches` of (uint8 images, category labels), per attribute and direction (an
+    average over directions would hide the one that fails):
 
-    swap_accuracy: per attribute, the share of faces that the classifier judges to show the other
-        value after `fader edit` sets that attribute to it (the opposite value of a binary one;
-        the next category of a categorical one), everything else as `fader edit` does it
-        (estimated values, composed edit);
+    swap_accuracy: {attribute: {direction: share}}: of the faces that have another value, the
+        share that the classifier judges to show the target value after `fader edit` sets the
+        attribute to it, everything else as `fader edit` does it (estimated values, composed edit);
     swap_accuracy_decoded: the same for the bare decode from the true labels (the paper's measure);
-    psnr: reconstruction PSNR of the decode from the true labels (dB);
-    classifier_accuracy: the judge's own accuracy on the unedited faces.
+    swap_faces: {attribute: {direction: number of faces}} behind those shares;
+    classifier_accuracy: {attribute: share}: the classifier's own accuracy on the unedited faces,
+        which bounds how far its verdicts on edits can be trusted;
+    psnr: reconstruction PSNR of the decode from the true labels (dB); n_faces;
+    warnings: one line for each figure that is not reliable, and why (see `warnings`).
     """
     from fadercli.editor import Editor, compose
 
     editor = Editor(ae, device)
-    n = 0
-    swaps = np.zeros(len(attributes))
-    swaps_decoded = np.zeros(len(attributes))
+    names = attributes.names
+    keys = {a.name: directions(a) for a in attributes}
+    counts = {name: {d: np.zeros(3) for d, _ in keys[name]} for name in names}  # faces, composed, decoded
     clf_correct = np.zeros(len(attributes))
-    psnrs = []
+    psnrs, n = [], 0
     for images, labels in batches:
         n += len(images)
         x = to_tensor(images, device)
@@ -133,20 +150,81 @@ def evaluate(
         psnrs.append(psnr(true_recon, x).cpu())
         clf_correct += (predict(attributes, clf(x)) == y).sum(0).cpu().numpy()
         for i, a in enumerate(attributes):
-            target = y.clone()
-            target[:, i] = (y[:, i] + 1) % a.n_categories
-            decoded = ae.decode(features, one_hot(attributes, target))
-            values = estimate.clone()
-            values[:, i] = target[:, i].float()
-            edited = compose(x, recon, editor.decode(features, values))
-            swaps_decoded[i] += (predict(attributes, clf(decoded))[:, i] == target[:, i]).sum().item()
-            swaps[i] += (predict(attributes, clf(edited))[:, i] == target[:, i]).sum().item()
-    names = attributes.names
+            for direction, category in keys[a.name]:
+                rows = (y[:, i] != category).nonzero()[:, 0]
+                if len(rows) == 0:
+                    continue
+                target = y[rows].clone()
+                target[:, i] = category
+                decoded = ae.decode([f[rows] for f in features], one_hot(attributes, target))
+                values = estimate[rows].clone()
+                values[:, i] = category
+                edited = compose(x[rows], recon[rows], editor.decode([f[rows] for f in features], values))
+                counts[a.name][direction] += [
+                    len(rows),
+                    (predict(attributes, clf(edited))[:, i] == category).sum().item(),
+                    (predict(attributes, clf(decoded))[:, i] == category).sum().item(),
+                ]
+
+    def share(column: int) -> dict:
+        return {name: {d: round(c[column] / c[0], 4) if c[0] else math.nan for d, c in by.items()} for name, by in counts.items()}
+
     all_psnr = torch.cat(psnrs) if psnrs else torch.zeros(0)
-    return {
-        "swap_accuracy": dict(zip(names, (swaps / max(n, 1)).round(4).tolist())),
-        "swap_accuracy_decoded": dict(zip(names, (swaps_decoded / max(n, 1)).round(4).tolist())),
-        "psnr": round(float(all_psnr.mean()), 3) if n else math.nan,
+    result = {
+        "swap_accuracy": share(1),
+        "swap_accuracy_decoded": share(2),
+        "swap_faces": {name: {d: int(c[0]) for d, c in by.items()} for name, by in counts.items()},
         "classifier_accuracy": dict(zip(names, (clf_correct / max(n, 1)).round(4).tolist())),
+        "psnr": round(float(all_psnr.mean()), 3) if n else math.nan,
         "n_faces": n,
     }
+    result["warnings"] = warnings(result)
+    return result
+
+
+def margin(share: float, n: int) -> float:
+    """Half the width of the 95% interval of a share measured on n faces (normal approximation,
+    with a floor of one face's worth, so a perfect score on few faces is not called exact)."""
+    if n == 0 or math.isnan(share):
+        return math.nan
+    return 1.96 * math.sqrt(max(share * (1 - share), 1 / n) / n)
+
+
+def warnings(result: dict) -> list[str]:
+    """Why a run's swap figures cannot be taken at face value, one line per attribute or direction."""
+    lines = []
+    for name, accuracy in result["classifier_accuracy"].items():
+        if accuracy < RELIABLE_ACCURACY:
+            lines.append(
+                f"{name}: swap accuracy NOT RELIABLE: the evaluation classifier is right on only {accuracy:.1%} of the "
+                f"clean validation faces (below {RELIABLE_ACCURACY:.0%}), so it cannot be trusted to see whether an "
+                f"edit shows {name} (faint leftovers pass); more images, or more --clf-steps, make it stronger"
+            )
+        for direction, faces in result["swap_faces"][name].items():
+            if faces < FEW_FACES:
+                lines.append(
+                    f"{name} {direction}: only {faces} validation faces (±{margin(result['swap_accuracy'][name][direction], faces):.0%}); "
+                    "a larger --val-fraction measures it better"
+                )
+    return lines
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The scores as `fader train` and `fader eval` print them: how they were measured, per
+    attribute and direction with 95% margins, the classifier's own accuracy, then the warnings."""
+    lines = [
+        f"reconstruction PSNR: {result['psnr']:.2f} dB (decoded at the true labels, {result['n_faces']} validation faces)",
+        "swap accuracy: share of validation faces that the run's evaluation classifier sees with the attribute "
+        "changed after `fader edit` changes it (bare decode in brackets; ± is the 95% margin):",
+    ]
+    for name, by in result["swap_accuracy"].items():
+        parts = []
+        for direction, share in by.items():
+            faces = result["swap_faces"][name][direction]
+            decoded = result["swap_accuracy_decoded"][name][direction]
+            parts.append(f"{direction} {share:.1%} ±{margin(share, faces):.1%} [{decoded:.1%}] of {faces}")
+        accuracy = result["classifier_accuracy"][name]
+        flag = "" if accuracy >= RELIABLE_ACCURACY else "  NOT RELIABLE"
+        lines.append(f"  {name}: " + "; ".join(parts) + f"; classifier {accuracy:.1%} right on clean faces{flag}")
+    lines += [f"warning: {line}" for line in result.get("warnings", [])]
+    return lines

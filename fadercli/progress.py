@@ -28,17 +28,20 @@ class _Silent:
         return None
 
 
-def progress_bar(enabled: bool, *, info: bool = False):
-    """A rich Progress for counted work (description, bar, n/total, time left[, the task's `info` field]).
+def progress_bar(enabled: bool, *, info: bool = False, percent: bool = False):
+    """A rich Progress for counted work (description, bar, n/total or a percentage, time left[, the
+    task's `info` field]).
 
     Silent unless `enabled` and stderr is a terminal; results on stdout stay clean.
     """
     if not (enabled and sys.stderr.isatty()):
         return _Silent()
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeRemainingColumn)
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    count = TaskProgressColumn() if percent else MofNCompleteColumn()
+    columns = [TextColumn("{task.description}"), BarColumn(), count, TimeRemainingColumn()]
     if info:
         columns.append(TextColumn("{task.fields[info]}"))
     return Progress(*columns, console=Console(stderr=True), transient=False)

@@ -1,15 +1,31 @@
-"""Procedural cartoon faces with known attributes and exact counterfactuals.
+"""Procedural cartoon faces with known attributes and exact counterfactuals, in many styles.
 
-Every face is a set of random parameters (skin tone, hair colour and style, eye colour, face
-shape, background, pose jitter) plus binary attributes. Rendering is a pure function of those
-parameters, so the same face can be drawn again with one attribute flipped: the ground truth that
-tests and the offline demo compare edits against. Vectorised over a batch with numpy: a few
-milliseconds a face at 64 px.
+Every face is a set of random parameters plus four binary attributes. The parameters cover the
+drawing (line weight 1-3 px, face and feature shapes, hair, eyes, noses, mouths, ink outlines),
+the scene (plain, gradient, striped, checked, radial or mottled backgrounds; lighting) and the
+camera (pose, scale, blur, noise, JPEG artefacts). Each attribute's look follows from traits
+the face shows whether or not it has the attribute (frame shape from the face's shape, frame
+width from the line weight, frame colour from the iris, hat kind from the hair, hat colour from
+the background, smile kind from the mouth), so across faces every variant appears (round,
+rectangular, rimless, tinted and dark lenses; caps, brimmed hats, beanies, top hats; open,
+closed and laughing smiles; full beards, goatees, stubble), yet a flipped face's counterfactual
+is fully determined by what the face shows.
+
+Rendering is a pure function of the parameters (the camera noise comes from a seed of each
+face's own), so the same face drawn again with one attribute flipped is its exact
+counterfactual: the ground truth that tests, benchmarks and the offline demo compare edits with.
+
+`STYLES` are sampling configurations: "mixed" (every knob over its whole range; the default),
+"clean" (drawings without camera effects), "thin" (hairline strokes, low contrast, a soft
+camera), and "heldout", which no tuning ever looks at: it keeps one check of the training
+recipe on a style it was not chosen on (docs/experiments.md). Vectorised over a batch with
+numpy: a few milliseconds a face at 64 px.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,39 +33,119 @@ import numpy as np
 
 ATTRIBUTES = ("Eyeglasses", "Smiling", "Hat", "Beard")
 
-_SKIN = np.array([[255, 224, 196], [241, 194, 150], [224, 172, 125], [198, 134, 92], [141, 85, 56], [95, 60, 40]])
-_HAIR = np.array([[30, 25, 22], [90, 56, 32], [160, 110, 60], [225, 190, 110], [200, 90, 40], [140, 140, 140]])
-_IRIS = np.array([[60, 40, 25], [40, 90, 160], [60, 120, 60], [90, 70, 50]])
+_PALETTES = {
+    "skin": np.array([[255, 224, 196], [241, 194, 150], [224, 172, 125], [198, 134, 92], [141, 85, 56],
+                      [95, 60, 40], [250, 210, 190], [180, 120, 80], [170, 210, 160], [180, 190, 240]], float),
+    "pale": np.array([[250, 235, 220], [235, 215, 200], [225, 225, 235], [240, 225, 190]], float),
+    "hair": np.array([[30, 25, 22], [90, 56, 32], [160, 110, 60], [225, 190, 110], [200, 90, 40],
+                      [140, 140, 140], [235, 235, 225], [60, 40, 90]], float),
+    "lips": np.array([[150, 50, 60], [190, 90, 90], [120, 40, 40], [170, 70, 110]], float),
+}
+# Indexed by the face's iris: the iris colour and the colour of its glasses (None: rimless).
+_IRIS = np.array([[60, 40, 25], [40, 90, 160], [60, 120, 60], [90, 70, 50], [110, 110, 120], [30, 30, 30]], float)
+_FRAMES = np.array([[25, 25, 28], [85, 50, 25], [200, 160, 60], [170, 30, 40], [30, 40, 110], [0, 0, 0]], float)
+_RIMLESS = 5
+# Indexed by the hair kind (short, long, curly, bald): the hat and the beard that face wears.
+_HAT_FOR_HAIR = np.array([0, 1, 2, 3])  # cap, brimmed hat, beanie, top hat
+_BEARD_FOR_HAIR = np.array([0, 0, 1, 2])  # full, full, goatee, stubble
+# Indexed by the mouth kind: (neutral mouth, smile) = (line, open with teeth), (closed lips,
+# closed arc), (slight frown, open laugh).
+
+# How sample() draws each parameter:
+#   ("uniform", lo, hi)  ("normal", mean, sd)  ("choice", w0, w1, ...): a category index, weights w
+#   ("zero_or", p, lo, hi): 0 with probability p, else uniform  ("colour", lo, hi): RGB, channels uniform
+#   ("palette", name): a colour of that palette, jittered
+SPECS: dict[str, tuple] = {
+    "angle": ("normal", 0.0, 0.12),  # radians
+    "scale": ("uniform", 0.86, 1.12),
+    "dx": ("normal", 0.0, 0.035),
+    "dy": ("normal", 0.0, 0.035),
+    "turn": ("uniform", -0.1, 0.1),  # features shifted sideways, as in a slightly turned head
+    "skin": ("palette", "skin"),
+    "face_w": ("uniform", 0.45, 0.57),
+    "face_h": ("uniform", 0.57, 0.69),
+    "jaw": ("uniform", 2.0, 3.2),  # superellipse exponent of the face: round to square
+    "blush": ("zero_or", 0.6, 0.15, 0.45),
+    "hair": ("palette", "hair"),
+    "hair_kind": ("choice", 0.4, 0.3, 0.18, 0.12),
+    "hairline": ("uniform", 0.30, 0.44),
+    "parting": ("normal", 0.0, 0.12),
+    "eye_gap": ("uniform", 0.18, 0.245),
+    "eye_y": ("uniform", -0.05, 0.02),
+    "eye_size": ("uniform", 0.8, 1.2),
+    "eye_kind": ("choice", 0.6, 0.25, 0.15),  # white + iris + pupil, a dot, a big iris
+    "iris": ("choice", 1, 1, 1, 1, 1, 1),
+    "brow": ("uniform", 0.018, 0.045),
+    "brow_tilt": ("normal", 0.0, 0.12),
+    "nose_kind": ("choice", 0.5, 0.3, 0.2),  # shaded, a stroke, nostrils
+    "mouth_y": ("uniform", 0.31, 0.37),
+    "mouth_w": ("uniform", 0.1, 0.15),
+    "mouth_kind": ("choice", 0.4, 0.3, 0.3),
+    "lips": ("palette", "lips"),
+    "line_px": ("uniform", 1.0, 3.0),  # line weight in pixels: mouth lines, outlines, frames
+    "outline": ("zero_or", 0.65, 0.5, 1.0),  # ink outlines' darkness
+    "bg_kind": ("choice", 0.3, 0.15, 0.15, 0.15, 0.1, 0.15),  # gradient, plain, stripes, checks, radial, mottled
+    "bg_a": ("colour", 40, 240),
+    "bg_b": ("colour", 40, 240),
+    "bg_freq": ("uniform", 3.0, 9.0),
+    "bg_theta": ("uniform", 0.0, math.pi),
+    "bg_phase": ("uniform", 0.0, 2 * math.pi),
+    "light": ("zero_or", 0.4, 0.08, 0.35),  # strength of a light from one side (also tints lenses)
+    "light_dir": ("uniform", 0.0, 2 * math.pi),
+    "gain": ("uniform", 0.82, 1.12),
+    "contrast": ("uniform", 0.7, 1.1),
+    "blur": ("zero_or", 0.55, 0.3, 1.0),  # Gaussian sigma, pixels
+    "noise": ("zero_or", 0.5, 1.0, 7.0),  # grey levels
+    "jpeg": ("zero_or", 0.55, 30, 92),  # quality; 0: none
+}
+
+_CLEAN = {"blur": ("zero_or", 1, 0, 0), "noise": ("zero_or", 1, 0, 0), "jpeg": ("zero_or", 1, 0, 0),
+          "light": ("zero_or", 1, 0, 0), "gain": ("uniform", 1, 1), "contrast": ("uniform", 1, 1)}
+STYLES: dict[str, dict[str, tuple]] = {
+    "mixed": {},
+    "clean": {**_CLEAN, "bg_kind": ("choice", 0.6, 0.4)},
+    "thin": {"line_px": ("uniform", 1.0, 1.5), "contrast": ("uniform", 0.55, 0.8), "blur": ("uniform", 0.4, 0.8),
+             "noise": ("uniform", 2, 6), "outline": ("zero_or", 1, 0, 0)},
+    # Held out: never used to choose anything. Flat ink drawings with hairline strokes, squarer
+    # faces (so squarer frames) and wider heads than the other styles draw, closed mouths only,
+    # caps and beanies, striped backgrounds, pale skins, light JPEG.
+    "heldout": {**_CLEAN, "line_px": ("uniform", 0.8, 1.1), "jaw": ("uniform", 3.3, 3.8),
+                "face_w": ("uniform", 0.56, 0.62), "outline": ("uniform", 0.9, 1.0), "mouth_kind": ("choice", 0, 1, 0),
+                "hair_kind": ("choice", 1, 0, 1, 0), "eye_kind": ("choice", 0, 1, 0), "bg_kind": ("choice", 0, 0, 1),
+                "skin": ("palette", "pale"), "jpeg": ("uniform", 70, 90)},
+}
 
 
-def sample(n: int, seed: int = 0, p: float | Sequence[float] = 0.5) -> dict[str, np.ndarray]:
-    """Random parameters for `n` faces; attribute i is present with probability p[i]."""
+def sample(n: int, seed: int = 0, p: float | Sequence[float] = 0.5, style: str = "mixed") -> dict[str, np.ndarray]:
+    """Random parameters for `n` faces of a style; attribute i is present with probability p[i]."""
+    if style not in STYLES:
+        raise ValueError(f"unknown toy face style {style!r}; styles: {', '.join(STYLES)}")
     rng = np.random.default_rng(seed)
     probs = np.broadcast_to(np.asarray(p, dtype=float), (len(ATTRIBUTES),))
-
-    def pick(palette):
-        base = palette[rng.integers(len(palette), size=n)].astype(float)
-        return np.clip(base + rng.normal(0, 10, size=(n, 3)), 0, 255)
-
-    params = {
-        "skin": pick(_SKIN),
-        "hair": pick(_HAIR),
-        "iris": pick(_IRIS),
-        "bg_top": rng.uniform(40, 240, size=(n, 3)),
-        "bg_bottom": rng.uniform(40, 240, size=(n, 3)),
-        "long_hair": rng.random(n) < 0.5,
-        "face_w": rng.uniform(0.46, 0.56, n),
-        "face_h": rng.uniform(0.58, 0.68, n),
-        "eye_gap": rng.uniform(0.19, 0.24, n),
-        "brow": rng.uniform(0.02, 0.045, n),
-        "angle": rng.normal(0, 0.08, n),
-        "scale": rng.uniform(0.93, 1.07, n),
-        "dx": rng.normal(0, 0.03, n),
-        "dy": rng.normal(0, 0.03, n),
-    }
+    params = {name: _draw(rng, n, spec) for name, spec in {**SPECS, **STYLES[style]}.items()}
+    params["grain_seed"] = rng.integers(0, 2**31, size=n)
     for name, prob in zip(ATTRIBUTES, probs):
         params[name] = rng.random(n) < prob
     return params
+
+
+def _draw(rng: np.random.Generator, n: int, spec: tuple) -> np.ndarray:
+    kind, *args = spec
+    if kind == "uniform":
+        return rng.uniform(args[0], args[1], n)
+    if kind == "normal":
+        return rng.normal(args[0], args[1], n)
+    if kind == "choice":
+        weights = np.asarray(args, dtype=float)
+        return rng.choice(len(weights), size=n, p=weights / weights.sum())
+    if kind == "zero_or":
+        return np.where(rng.random(n) < args[0], 0.0, rng.uniform(args[1], args[2], n))
+    if kind == "colour":
+        return rng.uniform(args[0], args[1], (n, 3))
+    if kind == "palette":
+        palette = _PALETTES[args[0]]
+        return np.clip(palette[rng.integers(len(palette), size=n)] + rng.normal(0, 10, (n, 3)), 0, 255)
+    raise ValueError(f"unknown parameter spec {spec!r}")
 
 
 def flipped(params: dict[str, np.ndarray], attribute: str) -> dict[str, np.ndarray]:
@@ -64,18 +160,29 @@ def labels(params: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([params[a] for a in ATTRIBUTES], 1).astype(np.int64)
 
 
-def _alpha(distance: np.ndarray, px: float) -> np.ndarray:
+def _alpha(distance: np.ndarray, px) -> np.ndarray:
     """Anti-aliased coverage from a signed distance (negative inside), in face units."""
     return np.clip(0.5 - distance / px, 0.0, 1.0)
 
 
-def _ellipse(x, y, cx, cy, rx, ry):
-    # Not an exact distance, but smooth and of the right scale near the edge.
-    return (np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1) * np.minimum(rx, ry)
+def _blob(x, y, cx, cy, rx, ry, power=2.0):
+    """Signed distance (first order, so strokes keep their width) to a superellipse:
+    power 2 is an ellipse, higher powers approach a rectangle with rounded corners."""
+    u, w = np.abs(x - cx) / rx + 1e-6, np.abs(y - cy) / ry + 1e-6
+    if isinstance(power, float) and power == 2.0:  # the common case, without the costly powers
+        r = np.sqrt(u * u + w * w)
+        grad = np.sqrt((u / rx) ** 2 + (w / ry) ** 2) / r
+    else:
+        r = (u**power + w**power) ** (1 / power)
+        grad = r ** (1 - power) * np.sqrt((u ** (power - 1) / rx) ** 2 + (w ** (power - 1) / ry) ** 2)
+    return (r - 1) / np.maximum(grad, 1e-3)
 
 
-def _grey(n: int, level: float) -> np.ndarray:
-    return np.full((n, 3), level, dtype=np.float32)
+def _segment(x, y, ax, ay, bx, by):
+    """Distance to the segment from (ax, ay) to (bx, by)."""
+    vx, vy = bx - ax, by - ay
+    t = np.clip(((x - ax) * vx + (y - ay) * vy) / (vx**2 + vy**2 + 1e-9), 0, 1)
+    return np.hypot(x - ax - t * vx, y - ay - t * vy)
 
 
 def _paint(canvas, colour, alpha):
@@ -84,97 +191,225 @@ def _paint(canvas, colour, alpha):
     canvas += delta
 
 
+def _grey(n: int, level: float) -> np.ndarray:
+    return np.full((n, 3), level, dtype=np.float32)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _beard_colour(hair: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Darker than the hair, or lighter where that would vanish into the skin: visible on any face."""
+    dark = hair * 0.55
+    close = (_luma(skin) - _luma(dark) < 45)[:, None]
+    return np.where(close, np.clip(dark + 90, 0, 255), dark)
+
+
+def _background(p, v, gx, gy, n):
+    """Per face: one of six backgrounds mixing its two colours."""
+    theta, freq, phase = v("bg_theta"), v("bg_freq"), v("bg_phase")
+    along = np.cos(theta) * gx + np.sin(theta) * gy
+    across = -np.sin(theta) * gx + np.cos(theta) * gy
+    mottled = (np.sin(freq * along + phase) + np.sin(0.7 * freq * across - phase) + np.sin(1.3 * freq * (gx + gy))) / 3
+    mixes = [
+        (gy + 1) / 2 + 0 * gx,  # vertical gradient
+        np.zeros_like(along),  # plain
+        (np.sin(freq * along * 2 + phase) > 0) * 0.8 + 0.1,  # stripes
+        ((np.sin(freq * along + phase) * np.sin(freq * across + phase)) > 0) * 0.6 + 0.2,  # checks
+        np.clip(np.hypot(gx, gy) / 1.4, 0, 1),  # radial
+        mottled * 0.5 + 0.5,
+    ]
+    kind = p["bg_kind"].astype(int)
+    mix = np.zeros((n, *gx.shape[-2:]), np.float32)
+    for k, m in enumerate(mixes):
+        mix += (kind == k)[:, None, None] * m
+    return p["bg_a"][:, None, None] * (1 - mix[..., None]) + p["bg_b"][:, None, None] * mix[..., None]
+
+
 def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     """uint8 images of shape (n, size, size, 3)."""
     n = len(params["skin"])
     # float32 throughout: twice as fast as float64 and far more precise than 8-bit output needs.
-    params = {k: np.asarray(val, dtype=np.float32) for k, val in params.items()}
-    v = lambda key: params[key][:, None, None]  # noqa: E731 - broadcast a per-face scalar
-    on = v
-    grid = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1)
+    p = {k: np.asarray(val, dtype=np.float32) for k, val in params.items() if k != "grain_seed"}
+    v = lambda key: p[key][:, None, None]  # noqa: E731 - broadcast a per-face scalar
+    kind = lambda key, k: (p[key] == k)[:, None, None].astype(np.float32)  # noqa: E731
+    grid = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
     gy, gx = np.meshgrid(grid, grid, indexing="ij")
-    # Pose jitter: map pixel coordinates into the face's own frame.
+    gx, gy = gx[None], gy[None]
+    # Pose: map pixel coordinates into the face's own frame.
     cos, sin, s = np.cos(v("angle")), np.sin(v("angle")), v("scale")
-    px, py = gx[None] - v("dx"), gy[None] - v("dy")
-    x, y = (cos * px + sin * py) / s, (-sin * px + cos * py) / s
-    pixel = np.float32(2.0 / size) / v("scale")
+    x = (cos * (gx - v("dx")) + sin * (gy - v("dy"))) / s
+    y = (-sin * (gx - v("dx")) + cos * (gy - v("dy"))) / s
+    pixel = np.float32(2.0 / size) / v("scale")  # one pixel in face units
+    line = 0.5 * v("line_px") * pixel  # half the line weight
+    fx = x - v("turn") * 0.5  # the features' frame: shifted sideways when the head turns
 
-    t = (gy[None] + 1) / 2
-    canvas = (1 - t[..., None]) * params["bg_top"][:, None, None] + t[..., None] * params["bg_bottom"][:, None, None]
-    fw, fh = v("face_w"), v("face_h")
+    canvas = _background(p, v, gx, gy, n)
+    fw, fh, jaw, hair_kind = v("face_w"), v("face_h"), v("jaw"), p["hair_kind"]
+    ink, outlined = p["skin"] * 0.25, v("outline")
 
-    # Hair behind the head; long hair falls to the shoulders.
-    long_hair = np.where(v("long_hair") > 0, _ellipse(x, y, 0, 0.3, fw + 0.12, 0.6), np.inf)
-    back = np.minimum(_ellipse(x, y, 0, -0.08, fw + 0.1, fh + 0.06), long_hair)
-    _paint(canvas, params["hair"], _alpha(back, pixel))
-    ears = np.minimum(_ellipse(x, y, -fw, 0.02, 0.08, 0.13), _ellipse(x, y, fw, 0.02, 0.08, 0.13))
-    _paint(canvas, params["skin"] * 0.92, _alpha(ears, pixel))
-    face = _ellipse(x, y, 0, 0.05, fw, fh)
-    _paint(canvas, params["skin"], _alpha(face, pixel))
+    def draw_outlined(colour, distance):
+        _paint(canvas, colour, _alpha(distance, pixel))
+        _paint(canvas, ink, _alpha(np.abs(distance) - line, pixel) * outlined)
 
-    # Beard: the lower face, leaving the mouth free.
-    beard = np.maximum(face, 0.12 - y)
-    beard = np.maximum(beard, -_ellipse(x, y, 0, 0.36, 0.17, 0.07))
-    _paint(canvas, params["hair"] * 0.6, _alpha(beard, pixel) * on("Beard"))  # darker than hair: visible on any skin
+    # Hair behind the head (none when bald); long hair falls to the shoulders, curly hair is bumpy.
+    bumps = 0.025 * np.sin(14 * np.arctan2(y + 0.08, x)) * kind("hair_kind", 2)
+    back = _blob(x, y, 0, -0.08, fw + 0.1, fh + 0.06) + bumps
+    back = np.where(kind("hair_kind", 1) > 0, np.minimum(back, _blob(x, y, 0, 0.3, fw + 0.12, 0.6)), back)
+    back = np.where(kind("hair_kind", 3) > 0, np.inf, back)
+    draw_outlined(p["hair"], back)
+    ears = np.minimum(_blob(x, y, -fw, 0.02, 0.08, 0.13), _blob(x, y, fw, 0.02, 0.08, 0.13))
+    draw_outlined(p["skin"] * 0.92, ears)
+    face = _blob(x, y, 0, 0.05, fw, fh, jaw)
+    draw_outlined(p["skin"], face)
+    for side in (-1, 1):
+        cheek = _blob(fx, y, side * (v("eye_gap") + 0.04), 0.17, 0.07, 0.045)
+        _paint(canvas, np.array([[230, 110, 110]], np.float32).repeat(n, 0), _alpha(cheek, 4 * pixel) * v("blush"))
 
-    # Fringe: hair above a hairline inside the head outline.
-    fringe = np.maximum(_ellipse(x, y, 0, -0.08, fw + 0.04, fh + 0.02), y + 0.38 - 0.1 * x**2)
-    _paint(canvas, params["hair"], _alpha(fringe, pixel))
+    # Beard: full (the lower face, leaving the mouth free), a goatee, or stubble.
+    my, mw = v("mouth_y"), v("mouth_w")
+    beard_kind = _BEARD_FOR_HAIR[hair_kind.astype(int)]
+    full = np.maximum(np.maximum(face, 0.12 - y), -_blob(fx, y, 0, my + 0.01, mw + 0.04, 0.07))
+    goatee = np.maximum(_blob(fx, y, 0, my + 0.12, 0.11, 0.1), -_blob(fx, y, 0, my + 0.01, mw + 0.02, 0.055))
+    goatee = np.maximum(goatee, face)
+    stubble_region = np.maximum(np.maximum(face, 0.18 - y), -_blob(fx, y, 0, my, mw + 0.03, 0.06))
+    dots = (np.sin(fx * 90) * np.sin(y * 90) > 0.2).astype(np.float32)
+    beard_alpha = (
+        (beard_kind == 0)[:, None, None] * _alpha(full, pixel)
+        + (beard_kind == 1)[:, None, None] * _alpha(goatee, pixel)
+        + (beard_kind == 2)[:, None, None] * _alpha(stubble_region, pixel) * (0.35 + 0.45 * dots)
+    )
+    _paint(canvas, _beard_colour(p["hair"], p["skin"]), beard_alpha * v("Beard"))
 
-    gap = v("eye_gap")
+    # Fringe: hair above a hairline inside the head outline (bald heads have none).
+    fringe = np.maximum(_blob(x, y, 0, -0.08, fw + 0.04, fh + 0.02), y + v("hairline") - 0.1 * x**2 - v("parting") * x)
+    _paint(canvas, p["hair"], _alpha(fringe, pixel) * (1 - kind("hair_kind", 3)))
+
+    gap, ey, es = v("eye_gap"), v("eye_y"), v("eye_size")
+    iris = _IRIS[p["iris"].astype(int)].astype(np.float32)
     for side in (-1, 1):
         ex = side * gap
-        _paint(canvas, _grey(n, 250.0), _alpha(_ellipse(x, y, ex, -0.02, 0.09, 0.055), pixel))
-        _paint(canvas, params["iris"], _alpha(_ellipse(x, y, ex, -0.015, 0.04, 0.04), pixel))
-        _paint(canvas, _grey(n, 15.0), _alpha(_ellipse(x, y, ex, -0.015, 0.018, 0.018), pixel))
-        brow = _ellipse(x, y, ex, -0.14, 0.1, v("brow"))
-        _paint(canvas, params["hair"] * 0.7, _alpha(brow, pixel))
+        white = _blob(fx, y, ex, ey, 0.09 * es, 0.055 * es)
+        _paint(canvas, _grey(n, 250.0), _alpha(white, pixel) * kind("eye_kind", 0))
+        _paint(canvas, iris, _alpha(_blob(fx, y, ex, ey + 0.005, 0.04 * es, 0.04 * es), pixel) * kind("eye_kind", 0))
+        _paint(canvas, iris, _alpha(_blob(fx, y, ex, ey, 0.06 * es, 0.06 * es), pixel) * kind("eye_kind", 2))
+        pupil = _blob(fx, y, ex, ey + 0.005, 0.018 * es, 0.018 * es) - 0.012 * kind("eye_kind", 1)
+        _paint(canvas, _grey(n, 15.0), _alpha(pupil, pixel))
+        brow = _blob(fx, y - side * v("brow_tilt") * (fx - ex), ex, ey - 0.12 * es, 0.1, v("brow"))
+        _paint(canvas, p["hair"] * 0.7, _alpha(brow, pixel))
 
-    nose = _ellipse(x, y, 0, 0.13, 0.035, 0.06)
-    _paint(canvas, params["skin"] * 0.8, _alpha(nose, pixel) * 0.8)
+    nose_y = (ey + my) / 2
+    shaded = _blob(fx, y, 0, nose_y, 0.035, 0.06)
+    stroke = np.minimum(_segment(fx, y, 0.0, nose_y - 0.06, 0.02, nose_y + 0.04), _segment(fx, y, 0.02, nose_y + 0.04, -0.02, nose_y + 0.05))
+    nostrils = np.minimum(_blob(fx, y, -0.025, nose_y + 0.04, 0.012, 0.01), _blob(fx, y, 0.025, nose_y + 0.04, 0.012, 0.01))
+    _paint(canvas, p["skin"] * 0.8, _alpha(shaded, pixel) * 0.8 * kind("nose_kind", 0))
+    _paint(canvas, p["skin"] * 0.55, _alpha(stroke - line, pixel) * kind("nose_kind", 1))
+    _paint(canvas, p["skin"] * 0.5, _alpha(nostrils, pixel) * kind("nose_kind", 2))
 
-    # Mouth: a straight line, or a wide open smile (crescent with teeth).
-    lips = np.array([150, 50, 60], dtype=np.float32)[None].repeat(n, 0)
-    line = np.maximum(0.015, 0.75 * pixel)  # thin strokes stay at least 1.5 px wide at any size
-    neutral = _ellipse(x, y, 0, 0.35, 0.11, line + 0.003)
-    smile_outer = _ellipse(x, y, 0, 0.30, 0.16, 0.12)
-    smile = np.maximum(smile_outer, 0.31 - y)
-    teeth = np.maximum(_ellipse(x, y, 0, 0.30, 0.13, 0.08), 0.32 - y)
-    smiling = on("Smiling")
-    _paint(canvas, lips, _alpha(neutral, pixel) * (1 - smiling))
-    _paint(canvas, _grey(n, 70.0), _alpha(smile, pixel) * smiling)
-    _paint(canvas, _grey(n, 245.0), _alpha(teeth, pixel) * smiling)
+    # Mouth: by the mouth kind, a line / closed lips / slight frown, or an open smile with teeth /
+    # a closed arc / an open laugh.
+    smiling = v("Smiling")
+    neutral_line = np.maximum(np.abs(y - my) - line, np.abs(fx) - mw * 0.75)
+    lips = _blob(fx, y, 0, my, mw * 0.5, 0.022)
+    frown = np.maximum(np.abs(_blob(fx, y, 0, my + 0.06, mw * 0.8, 0.06)) - line, my + 0.03 - y)
+    neutral = [neutral_line, lips, frown]
+    crescent = np.maximum(_blob(fx, y, 0, my - 0.05, mw + 0.01, 0.12), my - 0.04 - y)
+    teeth = np.maximum(_blob(fx, y, 0, my - 0.05, mw - 0.02, 0.08), my - 0.03 - y)
+    arc = np.maximum(np.abs(_blob(fx, y, 0, my - 0.07, mw + 0.05, 0.1)) - np.maximum(line, 0.75 * pixel), my - 0.05 - y)
+    tongue = np.maximum(_blob(fx, y, 0, my + 0.055, 0.06, 0.03), crescent)
+    lip_colour = p["lips"]
+    for k, d in enumerate(neutral):
+        _paint(canvas, lip_colour, _alpha(d, pixel) * (1 - smiling) * kind("mouth_kind", k))
+    open_mouth = kind("mouth_kind", 0) + kind("mouth_kind", 2)
+    _paint(canvas, _grey(n, 60.0), _alpha(crescent, pixel) * smiling * open_mouth)
+    _paint(canvas, _grey(n, 245.0), _alpha(teeth, pixel) * smiling * kind("mouth_kind", 0))
+    _paint(canvas, np.array([[200, 80, 90]], np.float32).repeat(n, 0), _alpha(tongue, pixel) * smiling * kind("mouth_kind", 2))
+    _paint(canvas, lip_colour * 0.8, _alpha(arc, pixel) * smiling * kind("mouth_kind", 1))
 
-    # Eyeglasses: two rings and a bridge, lenses slightly tinted. Frame and hat colours follow from
-    # what the face shows (iris, background), so that a counterfactual is fully determined.
-    frame = params["iris"] * 0.45
-    hat_colour = np.clip(255 - params["bg_top"], 30, 225)
-    glasses = on("Eyeglasses")
+    # Eyeglasses: lenses shaped like the face (round to rectangular), frames as wide as the
+    # drawing's lines and coloured by the iris (or rimless), tinted by the light (dark in strong light).
+    glasses = v("Eyeglasses")
+    frame = _FRAMES[p["iris"].astype(int)].astype(np.float32)
+    rimmed = p["iris"] != _RIMLESS
+    rim = rimmed[:, None, None].astype(np.float32)
+    arm = np.where(rimmed[:, None], frame, np.float32(150))  # temples and bridge (clear on rimless glasses)
+    power = 2 + 2.5 * (jaw - 2)
+    tint = np.clip(0.12 + 2.2 * v("light"), 0, 0.85)
+    lx, ly = 0.12 * np.sqrt(es), 0.085 * np.sqrt(es)
     for side in (-1, 1):
-        lens = _ellipse(x, y, side * gap, -0.02, 0.13, 0.1)
-        _paint(canvas, _grey(n, 200.0), _alpha(lens, pixel) * glasses * 0.25)
-        _paint(canvas, frame, _alpha(np.abs(lens) - line, pixel) * glasses)
-    bridge = np.maximum(np.abs(x) - (gap - 0.12), np.abs(y + 0.04) - line)
-    _paint(canvas, frame, _alpha(bridge, pixel) * glasses)
+        lens = _blob(fx, y, side * gap, ey, lx, ly, power)
+        _paint(canvas, _grey(n, 40.0), _alpha(lens, pixel) * glasses * tint)
+        _paint(canvas, frame, _alpha(np.abs(lens) - line, pixel) * glasses * rim)
+        edge = np.abs(lens) - 0.5 * pixel
+        _paint(canvas, _grey(n, 235.0), _alpha(edge, pixel) * glasses * (1 - rim) * 0.7)
+        temple = _segment(fx, y, side * (gap + lx), ey - 0.02, side * (fw + 0.02), ey - 0.04)
+        _paint(canvas, arm, _alpha(temple - line, pixel) * glasses)
+    bridge = np.maximum(np.abs(fx) - (gap - lx), np.abs(y - ey + 0.02 + 0.1 * fx**2) - line)
+    _paint(canvas, arm, _alpha(bridge, pixel) * glasses)
 
-    # Hat: a crown over the top of the head and a brim.
-    crown = np.maximum(_ellipse(x, y, 0, -0.32, fw + 0.06, 0.42), y + 0.3)
-    brim = np.maximum(np.abs(x) - (fw + 0.18), np.abs(y + 0.3) - 0.045)
-    _paint(canvas, hat_colour, _alpha(np.minimum(crown, brim), pixel) * on("Hat"))
-    _paint(canvas, hat_colour * 0.6, _alpha(np.maximum(crown, np.abs(y + 0.38) - 0.03), pixel) * on("Hat"))
+    # Hat: by the hair kind, a cap with a visor, a brimmed hat, a beanie or a top hat.
+    hat = v("Hat")
+    hat_colour = np.clip(255 - p["bg_a"], 30, 225)
+    hat_kind = _HAT_FOR_HAIR[hair_kind.astype(int)]
+    top = -fh - 0.03
+    cap = np.minimum(np.maximum(_blob(x, y, 0, top + 0.26, fw + 0.05, 0.3), y - top - 0.2),
+                     np.maximum(_blob(x, y, 0.18, top + 0.22, fw * 0.8, 0.05), top + 0.2 - y))
+    brimmed = np.minimum(np.maximum(_blob(x, y, 0, -0.32, fw + 0.06, 0.42), y + 0.3),
+                         np.maximum(np.abs(x) - (fw + 0.18), np.abs(y + 0.3) - 0.045))
+    beanie = np.maximum(_blob(x, y, 0, top + 0.3, fw + 0.06, 0.34) + 0.02 * np.sin(30 * x), y - top - 0.3)
+    tall = np.minimum(np.maximum(np.abs(x) - fw * 0.8, np.abs(y - top + 0.05) - 0.3),
+                      np.maximum(np.abs(x) - (fw + 0.14), np.abs(y - top - 0.22) - 0.035))
+    shapes = [cap, brimmed, beanie, tall]
+    hat_shape = np.full_like(x, np.inf)
+    for k, d in enumerate(shapes):
+        hat_shape = np.where((hat_kind == k)[:, None, None], d, hat_shape)
+    band = np.maximum(hat_shape, np.abs(y - top - np.where((hat_kind == 2)[:, None, None], 0.25, 0.2)) - 0.035)
+    _paint(canvas, hat_colour, _alpha(hat_shape, pixel) * hat)
+    _paint(canvas, hat_colour * 0.6, _alpha(band, pixel) * hat)
+    _paint(canvas, ink, _alpha(np.abs(hat_shape) - line, pixel) * hat * outlined)
 
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    # The scene's light, then the camera: blur, sensor noise, JPEG.
+    shade = 1 + v("light") * (np.cos(v("light_dir")) * gx + np.sin(v("light_dir")) * gy)
+    canvas *= (v("gain") * shade)[..., None]
+    canvas = (canvas - 128) * v("contrast")[..., None] + 128
+    return _camera(canvas, params)
+
+
+def _camera(canvas: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    import cv2
+
+    out = np.empty(canvas.shape, np.uint8)
+    for i, image in enumerate(canvas):
+        sigma, noise, quality = float(params["blur"][i]), float(params["noise"][i]), int(params["jpeg"][i])
+        if sigma > 0:
+            image = cv2.GaussianBlur(image, (0, 0), sigma)
+        if noise > 0:
+            grain = np.random.default_rng(int(params["grain_seed"][i])).normal(0, noise, image.shape)
+            image = image + grain.astype(np.float32)
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        if quality > 0:
+            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+        out[i] = image
+    return out
 
 
 def write_dataset(
-    folder: str | Path, n: int, *, size: int = 64, seed: int = 0, attributes: Sequence[str] = ATTRIBUTES
+    folder: str | Path,
+    n: int,
+    *,
+    size: int = 64,
+    seed: int = 0,
+    attributes: Sequence[str] = ATTRIBUTES,
+    style: str = "mixed",
 ) -> Path:
     """PNG files plus a labels.csv (fader's labelled-folder format); returns the folder."""
     from PIL import Image
 
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    params = sample(n, seed)
+    params = sample(n, seed, style=style)
     table = labels(params)
     columns = [ATTRIBUTES.index(a) for a in attributes]
     rows = []

@@ -154,6 +154,16 @@ class Distributed:
         if self.world > 1:
             torch.distributed.barrier()
 
+    def agree(self, progress: float, last: bool) -> tuple[float, bool]:
+        """Every process takes the furthest progress and stops when any would (their clocks differ)."""
+        if self.world == 1:
+            return progress, last
+        both = torch.tensor([progress, float(last)], dtype=torch.float64)
+        if torch.distributed.get_backend() == "nccl":
+            both = both.cuda()
+        torch.distributed.all_reduce(both, op=torch.distributed.ReduceOp.MAX)
+        return float(both[0]), bool(both[1])
+
 
 @dataclass
 class TrainResult:
@@ -222,7 +232,7 @@ class Trainer:
         self.plan = BatchPlan(dataset.train, config.batch_size, config.seed, dist.rank, dist.world)
         self.clf = self.guide = None
         self.step = 0
-        self.horizon = config.max_steps  # steps the schedules are laid out over
+        self.progress = 0.0  # where the run is along its schedules, 0 to 1 (see Pace)
         self.elapsed = 0.0  # training seconds before this process (for resumed runs)
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -239,12 +249,11 @@ class Trainer:
 
     # ------------------------------------------------------------ one step
 
-    def lambda_lat_dis(self) -> float:
-        return lambda_schedule(self.step, self.horizon, self.config.lambda_lat_dis, self.config.lambda_ramp)
-
-    def train_step(self) -> dict[str, torch.Tensor | float]:
+    def train_step(self, progress: float) -> dict[str, torch.Tensor | float]:
+        """One step at `progress` (0 to 1) along the run's schedules."""
         cfg, attrs = self.config, self.attributes
-        scale = lr_scale(self.step, self.horizon, cfg.lr_schedule)
+        self.progress = progress
+        scale = lr_scale(progress, cfg.lr_schedule)
         for opt, base in ((self.opt_ae, cfg.lr), (self.opt_dis, cfg.dis_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * scale
@@ -268,7 +277,7 @@ class Trainer:
         self.opt_dis.step()
 
         # Autoencoder: reconstruct, and fool the updated discriminator towards flipped attributes.
-        lam = self.lambda_lat_dis()
+        lam = lambda_schedule(progress, cfg.lambda_lat_dis, cfg.lambda_ramp)
         rec_loss = F.mse_loss(recon.float(), x.float())
         loss = cfg.lambda_ae * rec_loss
         adv_loss = clf_loss = torch.zeros((), device=self.device)
@@ -297,6 +306,7 @@ class Trainer:
             "adv_loss": adv_loss.detach(),
             "clf_loss": clf_loss.detach(),
             "lambda": lam,
+            "lr": cfg.lr * scale,
         }
 
     # ------------------------------------------------------------ classifier
@@ -336,7 +346,7 @@ class Trainer:
         return {
             "version": CHECKPOINT_VERSION,
             "step": self.step,
-            "horizon": self.horizon,
+            "progress": self.progress,
             "elapsed": self.elapsed,
             "config": asdict(self.config),
             "model_config": self.model_config.to_dict(),
@@ -353,7 +363,8 @@ class Trainer:
         self.dis.load_state_dict(state["dis"])
         self.opt_ae.load_state_dict(state["opt_ae"])
         self.opt_dis.load_state_dict(state["opt_dis"])
-        self.step, self.horizon, self.elapsed = state["step"], state["horizon"], state["elapsed"]
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.progress = state["progress"]
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -442,21 +453,51 @@ def slider_ranges(attributes: AttributeSet) -> dict[str, tuple[float, float]]:
     return {a.name: (-1.0, 2.0) if a.binary else (0.0, a.n_categories - 1.0) for a in attributes}
 
 
-def lambda_schedule(step: int, horizon: int | None, final: float, ramp: float) -> float:
-    """The adversarial weight: 0 until the run's length is known, then linear up to `final` over
-    the first `ramp` share of the run's `horizon` steps."""
-    if horizon is None:
-        return 0.0
-    ramp_steps = ramp * horizon
-    return final * min(1.0, step / ramp_steps) if ramp_steps > 0 else final
+def lambda_schedule(progress: float, final: float, ramp: float) -> float:
+    """The adversarial weight: linear from 0 up to `final` over the first `ramp` share of the run."""
+    return final * min(1.0, progress / ramp) if ramp > 0 else final
 
 
-def lr_scale(step: int, horizon: int | None, schedule: str) -> float:
+def lr_scale(progress: float, schedule: str) -> float:
     """Multiplier of the learning rates: 1, or a cosine from 1 to 0.1 over the run."""
-    if schedule == "constant" or horizon is None:
+    if schedule == "constant":
         return 1.0
-    progress = min(1.0, step / max(horizon, 1))
-    return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Pace:
+    """Where a run stands along its schedules (progress from 0 to 1), and which step is its last.
+
+    Steps count with --max-steps, time does with --max-minutes (the share of the training time
+    used, from the loop's start to the deadline); with both, whichever is further along. Each
+    step's duration is tracked, so the step that would reach the deadline runs at progress 1 and
+    ends the run: the last step of a run is the last step of its schedules however the speed
+    drifts. A resumed run lays the rest of its schedules over the time it is given now.
+    """
+
+    def __init__(self, max_steps: float, deadline: float, step: int, progress: float, now: float):
+        self.max_steps, self.deadline = max_steps, deadline
+        self.start, self.start_progress = now, progress
+        self.last_call: float | None = None
+        self.step_seconds: float | None = None  # a moving average of the time between steps
+
+    def __call__(self, step: int, now: float) -> tuple[float, bool]:
+        """(progress, last) for the step about to run."""
+        if self.last_call is not None:
+            seconds = now - self.last_call
+            self.step_seconds = seconds if self.step_seconds is None else 0.9 * self.step_seconds + 0.1 * seconds
+        self.last_call = now
+        by_steps = step / max(self.max_steps - 1, 1) if math.isfinite(self.max_steps) else 0.0
+        last = step + 1 >= self.max_steps
+        by_time = 0.0
+        if math.isfinite(self.deadline):
+            span = max(self.deadline - self.start, 1e-9)
+            share = lambda t: self.start_progress + (1 - self.start_progress) * (t - self.start) / span  # noqa: E731
+            by_time = share(now)
+            last = last or now >= self.deadline or (
+                self.step_seconds is not None and share(now + self.step_seconds) >= 1
+            )
+        return (1.0 if last else min(1.0, max(by_steps, by_time))), last
 
 
 def _fused(device: torch.device) -> dict:
@@ -560,59 +601,51 @@ def train(
     reserve = max(10.0, 0.03 * budget) if math.isfinite(budget) else 0.0  # final evaluation and saving
     deadline = started + budget - reserve
     max_steps = config.max_steps or math.inf
-    if trainer.horizon is None and math.isinf(max_steps) and math.isinf(budget):
+    if math.isinf(max_steps) and math.isinf(budget):
         raise UsageError("give --max-steps or --max-minutes")
-    first_step, calibrate_at = trainer.step, trainer.step + 12
-    calibration_start = None
+    pace = Pace(max_steps, deadline, trainer.step, trainer.progress, time.monotonic())
     sums: dict[str, torch.Tensor | float] = {}
     n_sum, log_every = 0, 50
     last_log = last_checkpoint = time.monotonic()
     interval_images, interval_start = 0, time.monotonic()
     stop = _StopFlag()
     metrics_file = out / "metrics.jsonl"
-    progress = progress_bar(show_progress and dist.main, info=True)
+    progress = progress_bar(show_progress and dist.main, info=True, percent=True)
 
     def record(entry: dict) -> None:
         if dist.main:
             with open(metrics_file, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
-    interrupted = False
+    interrupted = last = False
     with stop.installed(), progress:
-        task = progress.add_task("training", total=trainer.horizon, completed=trainer.step, info="")
-        while trainer.step < max_steps:
+        task = progress.add_task("training", total=100, completed=100 * trainer.progress, info="")
+        while trainer.step < max_steps and not last:
             if stop.requested:
                 interrupted = True
                 break
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            if trainer.step == first_step + 2:
-                calibration_start = now
-            if trainer.step == calibrate_at and trainer.horizon is None:
-                per_step = (now - calibration_start) / (calibrate_at - first_step - 2)
-                estimate = trainer.step + int((deadline - now) / per_step)
-                trainer.horizon = int(min(estimate, max_steps))
-                progress.update(task, total=trainer.horizon)
             step_start = time.monotonic()
-            metrics = trainer.train_step()
+            at, last = dist.agree(*pace(trainer.step, step_start))
+            metrics = trainer.train_step(at)
             trainer.elapsed += time.monotonic() - step_start
             interval_images += config.batch_size
+            schedule = {k: metrics.pop(k) for k in ("lambda", "lr")}  # logged as they are, not averaged
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_sum += 1
-            if trainer.step % log_every == 0 or trainer.step == max_steps:
+            if trainer.step % log_every == 0 or last:
                 now = time.monotonic()
-                entry = {"step": trainer.step, **{k: round(float(v) / n_sum, 5) for k, v in sums.items()},
+                entry = {"step": trainer.step, "progress": round(at, 4),
+                         **{k: round(float(v) / n_sum, 5) for k, v in sums.items()}, **schedule,
                          "images_per_s": round(interval_images / (now - interval_start), 1)}
                 record(entry)
-                info = f"rec {entry['rec_loss']:.4f}  dis acc {entry['dis_accuracy']:.2f}  λ {entry['lambda']:.1e}"
+                info = f"step {trainer.step}  rec {entry['rec_loss']:.4f}  dis acc {entry['dis_accuracy']:.2f}  λ {entry['lambda']:.1e}"
                 progress.update(task, info=info)
                 if not progress.live.is_started and now - last_log > 30:
-                    log(f"step {trainer.step}/{trainer.horizon or '?'}  {info}  {entry['images_per_s']} img/s")
+                    log(f"{at:.0%}  {info}  {entry['images_per_s']} img/s")
                     last_log = now
                 sums, n_sum, interval_images, interval_start = {}, 0, 0, now
-            progress.update(task, completed=trainer.step)
+            progress.update(task, completed=100 * at)
             due = (config.checkpoint_every and trainer.step % config.checkpoint_every == 0) or (
                 not config.checkpoint_every and time.monotonic() - last_checkpoint > config.checkpoint_minutes * 60
             )
@@ -632,6 +665,8 @@ def train(
     if dist.main:
         record({"step": trainer.step, "eval": result})
         trainer.save_model(result)
+        result = {**result, "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
+                  "progress": trainer.progress, "final_lr": config.lr * lr_scale(trainer.progress, config.lr_schedule)}
     return TrainResult(trainer.step, False, result)
 
 

@@ -1,10 +1,12 @@
 """Training runs: what a run writes, exact resume, Ctrl-C, the CLI, torchrun, flat memory."""
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ import torch
 from conftest import ROOT
 from fadercli import toyfaces
 from fadercli.data import prepare
-from fadercli.train import TrainConfig, lambda_schedule, load_checkpoint, lr_scale, train
+from fadercli.train import Pace, TrainConfig, lambda_schedule, load_checkpoint, lr_scale, train
 from fadercli.weights import load_model
 
 TINY = dict(img_size=32, init_fm=8, max_fm=32, n_layers=3, hid_dim=32, batch_size=8, clf_steps=5, previews=3)
@@ -48,8 +50,12 @@ def test_a_run_writes_model_checkpoint_metrics_and_previews(dataset, tmp_path):
     assert set(state) >= {"ae", "dis", "opt_ae", "opt_dis", "rng_cpu", "model_config"}
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evaluation = records[-1]["eval"]
-    assert 0 <= evaluation["swap_accuracy"]["Smiling"] <= 1 and evaluation["psnr"] > 5
-    assert evaluation["n_faces"] == len(dataset.val)
+    for name in ("Eyeglasses", "Smiling"):  # per direction: an average would hide the one that fails
+        assert set(evaluation["swap_accuracy"][name]) == {"adding", "removing"}
+        assert all(0 <= v <= 1 for v in evaluation["swap_accuracy"][name].values())
+        assert sum(evaluation["swap_faces"][name].values()) == len(dataset.val)  # every face goes one way
+        assert 0 <= evaluation["classifier_accuracy"][name] <= 1
+    assert evaluation["psnr"] > 5 and evaluation["n_faces"] == len(dataset.val)
     judge = load_model(run / "classifier.safetensors", kind="classifier")
     guide = load_model(run / "guide.safetensors", kind="classifier")  # behind the classifier loss
     assert judge.attributes.names == guide.attributes.names == ["Eyeglasses", "Smiling"]
@@ -61,16 +67,47 @@ def test_a_run_writes_model_checkpoint_metrics_and_previews(dataset, tmp_path):
 
 
 def test_learning_rate_schedules():
-    assert [lr_scale(s, 100, "constant") for s in (0, 50, 100)] == [1, 1, 1]
-    assert [lr_scale(s, 100, "cosine") for s in (0, 50, 100)] == pytest.approx([1, 0.55, 0.1])
-    assert lr_scale(7, None, "cosine") == 1  # run length not measured yet
+    assert [lr_scale(p, "constant") for p in (0, 0.5, 1)] == [1, 1, 1]
+    assert [lr_scale(p, "cosine") for p in (0, 0.5, 1)] == pytest.approx([1, 0.55, 0.1])
 
 
 def test_lambda_rises_linearly_over_the_ramp():
-    values = [lambda_schedule(step, 8, 0.01, 0.5) for step in (0, 2, 4, 6)]
+    values = [lambda_schedule(p, 0.01, 0.5) for p in (0, 0.25, 0.5, 0.75)]
     assert values == pytest.approx([0, 0.005, 0.01, 0.01])
-    assert lambda_schedule(5, None, 0.01, 0.5) == 0  # run length not measured yet
-    assert lambda_schedule(0, 8, 0.01, 0) == 0.01
+    assert lambda_schedule(0, 0.01, 0) == 0.01
+
+
+def test_a_step_counted_run_reaches_the_end_of_its_schedules_on_its_last_step():
+    pace = Pace(max_steps=5, deadline=math.inf, step=0, progress=0.0, now=0.0)
+    assert [pace(step, now=step) for step in range(5)] == [(0, False), (0.25, False), (0.5, False), (0.75, False), (1, True)]
+
+
+def test_a_timed_run_completes_its_schedules_within_budget_when_its_steps_slow_down(dataset, tmp_path):
+    """The speed of the first steps would promise far more steps than the run gets once they slow
+    down; the schedules follow the time used, so the run still ends on their last values."""
+    config = TrainConfig(**TINY, max_minutes=0.4, lr=1e-3, lr_schedule="cosine", lambda_lat_dis=0.01, lambda_clf=0)
+    times = []
+
+    def slow_down(step, metrics):
+        times.append(time.monotonic())
+        if step >= 20:  # from here on, each step takes six times as long as the first ones did
+            time.sleep(5 * (times[19] - times[4]) / 15)
+
+    started = time.monotonic()
+    result = train(dataset, config, tmp_path / "run", device=torch.device("cpu"), show_progress=False,
+                   log=lambda m: None, on_step=slow_down, started=started)
+    assert time.monotonic() - started <= 0.4 * 60
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "lr" in r]
+    first_speed = (times[19] - times[4]) / 15
+    late_speed = (times[-1] - times[-11]) / 10
+    assert late_speed > 3 * first_speed  # the drift is real
+    promised = 20 + (times[-1] - times[19]) / first_speed
+    assert result.step < 0.5 * promised  # a plan made from the first steps would have ended half-way
+    assert steps[-1]["step"] == result.step and steps[-1]["progress"] == 1
+    assert steps[-1]["lr"] == pytest.approx(1e-4, rel=1e-9) and steps[-1]["lambda"] == pytest.approx(0.01)
+    assert [r["progress"] for r in steps] == sorted(r["progress"] for r in steps)
+    assert result.metrics["progress"] == 1 and result.metrics["steps"] == result.step
 
 
 def test_resume_after_ctrl_c_matches_an_uninterrupted_run(dataset, tmp_path):
@@ -90,9 +127,8 @@ def test_resume_after_ctrl_c_matches_an_uninterrupted_run(dataset, tmp_path):
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6), name
-    assert resumed.metrics["swap_accuracy"] == pytest.approx(
-        load_model(tmp_path / "straight" / "model.safetensors").training["evaluation"]["swap_accuracy"]
-    )
+    straight = load_model(tmp_path / "straight" / "model.safetensors").training["evaluation"]["swap_accuracy"]
+    assert resumed.metrics["swap_accuracy"] == straight
 
 
 def test_cli_train_eval_and_refusals(toy_data, tmp_path, run_cli, monkeypatch):
@@ -107,6 +143,15 @@ def test_cli_train_eval_and_refusals(toy_data, tmp_path, run_cli, monkeypatch):
     evaluation = run_cli("eval", run, "--json")
     assert evaluation.exit_code == 0, evaluation.stderr
     assert json.loads(evaluation.stdout)["swap_accuracy"] == scores["swap_accuracy"]
+    text = run_cli("eval", run)
+    assert text.exit_code == 0, text.stderr
+    for name in ("Eyeglasses", "Smiling"):
+        line = next(line for line in text.stdout.splitlines() if line.strip().startswith(f"{name}:"))
+        accuracy = scores["classifier_accuracy"][name]
+        assert "adding" in line and "removing" in line and f"classifier {accuracy:.1%} right on clean faces" in line
+        # A 5-step classifier on 10 validation faces: its verdicts are flagged, with the reason.
+        assert ("NOT RELIABLE" in line) == (accuracy < 0.98)
+    assert "warning: " in text.stdout and "only" in text.stdout and "validation faces" in text.stdout
     from_checkpoint = run_cli("info", run / "checkpoint.pt", "--json")
     assert from_checkpoint.exit_code == 0, from_checkpoint.stderr
     assert json.loads(from_checkpoint.stdout)["training"]["steps"] == 4
@@ -152,3 +197,18 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         peaks[n] = int(result.stdout.split()[-1])  # KiB
     assert peaks[2000] < peaks[200] * 1.1, peaks
+
+
+def test_swap_figures_carry_warnings_when_the_classifier_or_the_sample_is_weak():
+    from fadercli.evaluate import warnings
+
+    def result(accuracy, faces):
+        return {"classifier_accuracy": {"Eyeglasses": accuracy},
+                "swap_accuracy": {"Eyeglasses": {"adding": 1.0, "removing": 0.9}},
+                "swap_faces": {"Eyeglasses": {"adding": faces, "removing": faces}}}
+
+    assert warnings(result(0.99, 200)) == []
+    (line,) = warnings(result(0.957, 200))
+    assert line.startswith("Eyeglasses: swap accuracy NOT RELIABLE") and "95.7%" in line
+    few = warnings(result(0.99, 20))
+    assert len(few) == 2 and all("only 20 validation faces" in line for line in few)

@@ -26,7 +26,8 @@ def demo(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
+    from fadercli.evaluate import summary_lines
+
     typer.echo(f"sweep: {summary['sweep']}\nmodel: {summary['model']}\nseconds: {summary['seconds']}")
-    typer.echo(f"reconstruction PSNR: {summary['psnr']:.2f} dB")
-    for name, accuracy in summary["swap_accuracy"].items():
-        typer.echo(f"swap accuracy {name}: {accuracy:.1%}")
+    for line in summary_lines(summary):
+        typer.echo(line)

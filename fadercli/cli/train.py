@@ -103,10 +103,12 @@ def _report(result: dict, out: Path, as_json: bool) -> None:
         return
     if not result:
         return
+    from fadercli.evaluate import summary_lines
+
     typer.echo(f"run: {out}   model: {out / 'model.safetensors'}")
-    typer.echo(f"reconstruction PSNR: {result['psnr']:.2f} dB on {result['n_faces']} validation faces")
-    for name, accuracy in result["swap_accuracy"].items():
-        typer.echo(
-            f"swap accuracy {name}: {accuracy:.1%} (bare decode {result['swap_accuracy_decoded'][name]:.1%}; "
-            f"classifier accuracy {result['classifier_accuracy'][name]:.1%})"
-        )
+    if "steps" in result:
+        done = "completed" if result["progress"] >= 1 else f"at {result['progress']:.0%}"
+        typer.echo(f"trained {result['steps']} steps in {result['seconds'] / 60:.1f} min; schedules {done} "
+                   f"(final learning rate {result['final_lr']:.3g})")
+    for line in summary_lines(result):
+        typer.echo(line)
