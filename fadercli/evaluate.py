@@ -145,21 +145,21 @@ def evaluate(
         n += len(images)
         x = to_tensor(images, device)
         y = torch.from_numpy(labels).to(device)
-        features, estimate, recon = editor.analyse(x)
-        true_recon = ae.decode(features, one_hot(attributes, y))
-        psnrs.append(psnr(true_recon, x).cpu())
+        features, estimate, recon = editor.analyse(x)  # the model in eval mode, as `fader edit` runs it
+        psnrs.append(psnr(editor.decode(features, y.float()), x).cpu())
         clf_correct += (predict(attributes, clf(x)) == y).sum(0).cpu().numpy()
         for i, a in enumerate(attributes):
             for direction, category in keys[a.name]:
                 rows = (y[:, i] != category).nonzero()[:, 0]
                 if len(rows) == 0:
                     continue
-                target = y[rows].clone()
+                picked = [f[rows] for f in features]
+                target = y[rows].float()
                 target[:, i] = category
-                decoded = ae.decode([f[rows] for f in features], one_hot(attributes, target))
+                decoded = editor.decode(picked, target)
                 values = estimate[rows].clone()
                 values[:, i] = category
-                edited = compose(x[rows], recon[rows], editor.decode([f[rows] for f in features], values))
+                edited = compose(x[rows], recon[rows], editor.decode(picked, values))
                 counts[a.name][direction] += [
                     len(rows),
                     (predict(attributes, clf(edited))[:, i] == category).sum().item(),
@@ -167,7 +167,7 @@ def evaluate(
                 ]
 
     def share(column: int) -> dict:
-        return {name: {d: round(c[column] / c[0], 4) if c[0] else math.nan for d, c in by.items()} for name, by in counts.items()}
+        return {name: {d: round(float(c[column] / c[0]), 4) if c[0] else math.nan for d, c in by.items()} for name, by in counts.items()}
 
     all_psnr = torch.cat(psnrs) if psnrs else torch.zeros(0)
     result = {

@@ -5,10 +5,10 @@ drawing (line weight 1-3 px, face and feature shapes, hair, eyes, noses, mouths,
 the scene (plain, gradient, striped, checked, radial or mottled backgrounds; lighting) and the
 camera (pose, scale, blur, noise, JPEG artefacts). Each attribute's look follows from traits
 the face shows whether or not it has the attribute (frame shape from the face's shape, frame
-width from the line weight, frame colour from the iris, hat kind from the hair, hat colour from
+width from the line weight, frame colour from the hair, hat kind from the hair, hat colour from
 the background, smile kind from the mouth), so across faces every variant appears (round,
 rectangular, rimless, tinted and dark lenses; caps, brimmed hats, beanies, top hats; open,
-closed and laughing smiles; full beards, goatees, stubble), yet a flipped face's counterfactual
+toothy and laughing smiles; full beards, goatees, stubble), yet a flipped face's counterfactual
 is fully determined by what the face shows.
 
 Rendering is a pure function of the parameters (the camera noise comes from a seed of each
@@ -16,9 +16,10 @@ face's own), so the same face drawn again with one attribute flipped is its exac
 counterfactual: the ground truth that tests, benchmarks and the offline demo compare edits with.
 
 `STYLES` are sampling configurations: "mixed" (every knob over its whole range; the default),
-"clean" (drawings without camera effects), "thin" (hairline strokes, low contrast, a soft
-camera), and "heldout", which no tuning ever looks at: it keeps one check of the training
-recipe on a style it was not chosen on (docs/experiments.md). Vectorised over a batch with
+"clean" (drawings without camera effects), "plain" (one drawing convention, clean: what a short
+run learns quickly), "thin" (hairline strokes, low contrast, a soft camera), and "heldout", which
+no tuning ever looks at: it keeps one check of the training recipe on a style it was not chosen
+on (docs/experiments.md). Vectorised over a batch with
 numpy: a few milliseconds a face at 64 px.
 """
 
@@ -39,17 +40,14 @@ _PALETTES = {
     "pale": np.array([[250, 235, 220], [235, 215, 200], [225, 225, 235], [240, 225, 190]], float),
     "hair": np.array([[30, 25, 22], [90, 56, 32], [160, 110, 60], [225, 190, 110], [200, 90, 40],
                       [140, 140, 140], [235, 235, 225], [60, 40, 90]], float),
-    "lips": np.array([[150, 50, 60], [190, 90, 90], [120, 40, 40], [170, 70, 110]], float),
 }
-# Indexed by the face's iris: the iris colour and the colour of its glasses (None: rimless).
 _IRIS = np.array([[60, 40, 25], [40, 90, 160], [60, 120, 60], [90, 70, 50], [110, 110, 120], [30, 30, 30]], float)
-_FRAMES = np.array([[25, 25, 28], [85, 50, 25], [200, 160, 60], [170, 30, 40], [30, 40, 110], [0, 0, 0]], float)
-_RIMLESS = 5
-# Indexed by the hair kind (short, long, curly, bald): the hat and the beard that face wears.
+# Indexed by the hair kind (short, long, curly, bald): the hat and the beard that face wears
+# (bald heads wear rimless glasses).
 _HAT_FOR_HAIR = np.array([0, 1, 2, 3])  # cap, brimmed hat, beanie, top hat
 _BEARD_FOR_HAIR = np.array([0, 0, 1, 2])  # full, full, goatee, stubble
 # Indexed by the mouth kind: (neutral mouth, smile) = (line, open with teeth), (closed lips,
-# closed arc), (slight frown, open laugh).
+# wide grin), (slight frown, open laugh).
 
 # How sample() draws each parameter:
 #   ("uniform", lo, hi)  ("normal", mean, sd)  ("choice", w0, w1, ...): a category index, weights w
@@ -81,8 +79,7 @@ SPECS: dict[str, tuple] = {
     "mouth_y": ("uniform", 0.31, 0.37),
     "mouth_w": ("uniform", 0.1, 0.15),
     "mouth_kind": ("choice", 0.4, 0.3, 0.3),
-    "lips": ("palette", "lips"),
-    "line_px": ("uniform", 1.0, 3.0),  # line weight in pixels: mouth lines, outlines, frames
+    "line_px": ("uniform", 1.0, 3.0),  # line weight in pixels at 64 px: mouth lines, outlines, frames
     "outline": ("zero_or", 0.65, 0.5, 1.0),  # ink outlines' darkness
     "bg_kind": ("choice", 0.3, 0.15, 0.15, 0.15, 0.1, 0.15),  # gradient, plain, stripes, checks, radial, mottled
     "bg_a": ("colour", 40, 240),
@@ -94,7 +91,7 @@ SPECS: dict[str, tuple] = {
     "light_dir": ("uniform", 0.0, 2 * math.pi),
     "gain": ("uniform", 0.82, 1.12),
     "contrast": ("uniform", 0.7, 1.1),
-    "blur": ("zero_or", 0.55, 0.3, 1.0),  # Gaussian sigma, pixels
+    "blur": ("zero_or", 0.55, 0.3, 1.0),  # Gaussian sigma, pixels at 64 px (in proportion at other sizes)
     "noise": ("zero_or", 0.5, 1.0, 7.0),  # grey levels
     "jpeg": ("zero_or", 0.55, 30, 92),  # quality; 0: none
 }
@@ -104,10 +101,17 @@ _CLEAN = {"blur": ("zero_or", 1, 0, 0), "noise": ("zero_or", 1, 0, 0), "jpeg": (
 STYLES: dict[str, dict[str, tuple]] = {
     "mixed": {},
     "clean": {**_CLEAN, "bg_kind": ("choice", 0.6, 0.4)},
+    # One drawing convention throughout, as a first look at the method: short runs learn it quickly.
+    "plain": {**_CLEAN, "bg_kind": ("choice", 1), "line_px": ("uniform", 2, 2), "outline": ("zero_or", 1, 0, 0),
+              "hair_kind": ("choice", 1, 1), "mouth_kind": ("choice", 1), "eye_kind": ("choice", 1), "nose_kind": ("choice", 1),
+              "jaw": ("uniform", 2.0, 2.4), "blush": ("zero_or", 1, 0, 0), "angle": ("normal", 0.0, 0.08),
+              "mouth_y": ("uniform", 0.33, 0.34), "mouth_w": ("uniform", 0.13, 0.14), "turn": ("uniform", 0, 0),
+              "eye_y": ("uniform", -0.02, -0.02), "eye_size": ("uniform", 1, 1), "hairline": ("uniform", 0.38, 0.38),
+              "parting": ("normal", 0, 0), "brow_tilt": ("normal", 0, 0), "scale": ("uniform", 0.93, 1.07)},
     "thin": {"line_px": ("uniform", 1.0, 1.5), "contrast": ("uniform", 0.55, 0.8), "blur": ("uniform", 0.4, 0.8),
              "noise": ("uniform", 2, 6), "outline": ("zero_or", 1, 0, 0)},
     # Held out: never used to choose anything. Flat ink drawings with hairline strokes, squarer
-    # faces (so squarer frames) and wider heads than the other styles draw, closed mouths only,
+    # faces (so squarer frames) and wider heads than the other styles draw, lips and grins only,
     # caps and beanies, striped backgrounds, pale skins, light JPEG.
     "heldout": {**_CLEAN, "line_px": ("uniform", 0.8, 1.1), "jaw": ("uniform", 3.3, 3.8),
                 "face_w": ("uniform", 0.56, 0.62), "outline": ("uniform", 0.9, 1.0), "mouth_kind": ("choice", 0, 1, 0),
@@ -242,7 +246,10 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     x = (cos * (gx - v("dx")) + sin * (gy - v("dy"))) / s
     y = (-sin * (gx - v("dx")) + cos * (gy - v("dy"))) / s
     pixel = np.float32(2.0 / size) / v("scale")  # one pixel in face units
-    line = 0.5 * v("line_px") * pixel  # half the line weight
+    # Half the line weight: in proportion to the image above 64 px, at least 1 to 1.5 px below it
+    # (thinner lines are half drawn by anti-aliasing).
+    weight = v("line_px")
+    line = 0.5 * np.maximum(weight * size / 64, np.minimum(weight, 1.5)) * pixel
     fx = x - v("turn") * 0.5  # the features' frame: shifted sideways when the head turns
 
     canvas = _background(p, v, gx, gy, n)
@@ -274,7 +281,7 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     goatee = np.maximum(_blob(fx, y, 0, my + 0.12, 0.11, 0.1), -_blob(fx, y, 0, my + 0.01, mw + 0.02, 0.055))
     goatee = np.maximum(goatee, face)
     stubble_region = np.maximum(np.maximum(face, 0.18 - y), -_blob(fx, y, 0, my, mw + 0.03, 0.06))
-    dots = (np.sin(fx * 90) * np.sin(y * 90) > 0.2).astype(np.float32)
+    dots = (np.sin(fx / pixel * 1.6) * np.sin(y / pixel * 1.6) > 0.2).astype(np.float32)  # every 4 px
     beard_alpha = (
         (beard_kind == 0)[:, None, None] * _alpha(full, pixel)
         + (beard_kind == 1)[:, None, None] * _alpha(goatee, pixel)
@@ -308,30 +315,33 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     _paint(canvas, p["skin"] * 0.5, _alpha(nostrils, pixel) * kind("nose_kind", 2))
 
     # Mouth: by the mouth kind, a line / closed lips / slight frown, or an open smile with teeth /
-    # a closed arc / an open laugh.
+    # a wide grin of teeth / an open laugh.
     smiling = v("Smiling")
     neutral_line = np.maximum(np.abs(y - my) - line, np.abs(fx) - mw * 0.75)
     lips = _blob(fx, y, 0, my, mw * 0.5, 0.022)
-    frown = np.maximum(np.abs(_blob(fx, y, 0, my + 0.06, mw * 0.8, 0.06)) - line, my + 0.03 - y)
+    frown = np.maximum(np.abs(_blob(fx, y, 0, my + 0.04, mw * 0.8, 0.045)) - line, y - my - 0.015)
     neutral = [neutral_line, lips, frown]
-    crescent = np.maximum(_blob(fx, y, 0, my - 0.05, mw + 0.01, 0.12), my - 0.04 - y)
-    teeth = np.maximum(_blob(fx, y, 0, my - 0.05, mw - 0.02, 0.08), my - 0.03 - y)
-    arc = np.maximum(np.abs(_blob(fx, y, 0, my - 0.07, mw + 0.05, 0.1)) - np.maximum(line, 0.75 * pixel), my - 0.05 - y)
+    crescent = np.maximum(_blob(fx, y, 0, my - 0.06, mw + 0.04, 0.14), my - 0.05 - y)
+    teeth = np.maximum(_blob(fx, y, 0, my - 0.06, mw + 0.01, 0.095), my - 0.04 - y)
+    grin = np.maximum(_blob(fx, y, 0, my - 0.07, mw + 0.06, 0.13), my - 0.04 - y)
     tongue = np.maximum(_blob(fx, y, 0, my + 0.055, 0.06, 0.03), crescent)
-    lip_colour = p["lips"]
+    lip_colour = p["skin"] * np.array([0.75, 0.4, 0.45], np.float32)  # lips follow the skin: visible when hidden
     for k, d in enumerate(neutral):
         _paint(canvas, lip_colour, _alpha(d, pixel) * (1 - smiling) * kind("mouth_kind", k))
     open_mouth = kind("mouth_kind", 0) + kind("mouth_kind", 2)
     _paint(canvas, _grey(n, 60.0), _alpha(crescent, pixel) * smiling * open_mouth)
     _paint(canvas, _grey(n, 245.0), _alpha(teeth, pixel) * smiling * kind("mouth_kind", 0))
     _paint(canvas, np.array([[200, 80, 90]], np.float32).repeat(n, 0), _alpha(tongue, pixel) * smiling * kind("mouth_kind", 2))
-    _paint(canvas, lip_colour * 0.8, _alpha(arc, pixel) * smiling * kind("mouth_kind", 1))
+    _paint(canvas, lip_colour * 0.5, _alpha(grin, pixel) * smiling * kind("mouth_kind", 1))
+    _paint(canvas, _grey(n, 240.0), _alpha(grin + 0.75 * pixel, pixel) * smiling * kind("mouth_kind", 1))
 
     # Eyeglasses: lenses shaped like the face (round to rectangular), frames as wide as the
-    # drawing's lines and coloured by the iris (or rimless), tinted by the light (dark in strong light).
+    # drawing's lines in a deeper shade of the hair (black, tortoise, gold, red, silver; rimless on
+    # bald heads), tinted by the light (dark in strong light).
     glasses = v("Eyeglasses")
-    frame = _FRAMES[p["iris"].astype(int)].astype(np.float32)
-    rimmed = p["iris"] != _RIMLESS
+    tone = p["hair"].mean(1, keepdims=True)
+    frame = np.clip((p["hair"] - tone) * 1.6 + tone * 0.7, 0, 255)
+    rimmed = p["hair_kind"] != 3
     rim = rimmed[:, None, None].astype(np.float32)
     arm = np.where(rimmed[:, None], frame, np.float32(150))  # temples and bridge (clear on rimless glasses)
     power = 2 + 2.5 * (jaw - 2)
@@ -381,7 +391,8 @@ def _camera(canvas: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
 
     out = np.empty(canvas.shape, np.uint8)
     for i, image in enumerate(canvas):
-        sigma, noise, quality = float(params["blur"][i]), float(params["noise"][i]), int(params["jpeg"][i])
+        sigma = float(params["blur"][i]) * canvas.shape[1] / 64
+        noise, quality = float(params["noise"][i]), int(params["jpeg"][i])
         if sigma > 0:
             image = cv2.GaussianBlur(image, (0, 0), sigma)
         if noise > 0:

@@ -32,4 +32,5 @@ def test_the_full_demo_meets_its_promise(run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("FADER_HOME", str(tmp_path / "home"))
     summary = _run(run_cli, tmp_path)
     assert summary["seconds"] <= 5 * 60
-    assert min(summary["swap_accuracy"].values()) >= 0.9, summary["swap_accuracy"]
+    every_direction = [v for by in summary["swap_accuracy"].values() for v in by.values()]
+    assert min(every_direction) >= 0.9, summary["swap_accuracy"]
