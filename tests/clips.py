@@ -29,7 +29,7 @@ def camera(t: int, size: tuple[int, int], motion: str, face: float) -> np.ndarra
     scale = face * h / 120  # the portrait's face is about 120 px tall
     angle, dx = 0.0, 0.0
     if motion == "pan":
-        dx = (t - 6) * 0.02 * w
+        dx = (t - 6) * 0.01 * w
     elif motion == "zoom":
         scale *= 1 + 0.02 * t
     elif motion == "turn":

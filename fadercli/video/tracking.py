@@ -38,6 +38,7 @@ FADE_SECONDS = 0.25
 MIN_FRAMES = 3  # shorter tracks are dropped: a face seen in one or two frames would flash
 SAME_FACE = 0.3  # box overlap (intersection over union) that matches a detection to a track
 DUPLICATE = 0.5  # two tracks overlapping this much follow the same face: the younger one ends
+REFRAME = 0.1  # a look finding the face this far (x the eye distance) from the first look so framed reframes the next
 SAMPLES = 8  # crops kept per track: between SAMPLES and 2 x SAMPLES, spread over its frames
 # One Euro filter, in face sizes (the box's longer side) and seconds. A still face's landmark
 # jitter is cut below MIN_CUTOFF Hz; a face moving at v face sizes per second, below
@@ -63,10 +64,17 @@ class Track:
     hard_end: bool = False  # ended at a scene cut or the clip's end: no fade out
     misses: int = 0
     stride: int = 1
+    framing: np.ndarray | None = None  # the landmarks the next look is framed by
+    anchor: np.ndarray | None = None  # what the first look with that framing found
 
-    @property
-    def last(self) -> facelib.Face:
-        return _face(self.rows[-1])
+    def next_look(self) -> facelib.Face:
+        """Where to look for the face next: framed as the last look was, until the face has moved.
+        YuNet's landmarks shift by a few percent of the eye distance with the slightest change of
+        framing (and sit that far from it), so framing each look by the last one's landmarks makes
+        a still face's wander: docs/experiments.md, "Following faces"."""
+        row = self.rows[-1].copy()
+        row[4:14] = self.framing
+        return _face(row)
 
     @property
     def size(self) -> float:
@@ -77,6 +85,13 @@ class Track:
         self.frames.append(frame)
         self.rows.append(row)
         self.misses = 0
+        points = row[4:14]
+        if self.framing is None:
+            self.framing = points.copy()
+        elif self.anchor is None:
+            self.anchor = points.copy()
+        elif np.abs(points - self.anchor).max() > REFRAME * np.hypot(*(points[2:4] - points[0:2])):
+            self.framing, self.anchor = points.copy(), None  # moved: reframe; the next look anchors
 
     def prepend(self, frame: int, row: np.ndarray) -> None:
         self.frames.insert(0, frame)
@@ -93,6 +108,24 @@ class Track:
             self.stride *= 2
             start = min(self.samples)
             self.samples = {f: c for f, c in self.samples.items() if (f - start) % self.stride == 0}
+
+
+def _alpha(dt: float, cutoff: float | np.ndarray) -> float | np.ndarray:
+    """The smoothing factor of a first-order low-pass filter at `cutoff` Hz, sampled every dt seconds."""
+    return 1 / (1 + 1 / (2 * math.pi * cutoff * dt))
+
+
+def one_euro(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The One Euro filter (Casiez et al., CHI 2012) along axis 0 of x (n, d), sampled at times t
+    (seconds): a low-pass filter whose cutoff rises with the signal's speed."""
+    out = np.empty_like(x, dtype=np.float64)
+    out[0] = x[0]
+    speed = np.zeros(x.shape[1:])
+    for i in range(1, len(x)):
+        dt = max(t[i] - t[i - 1], 1e-6)
+        speed = speed + _alpha(dt, D_CUTOFF) * ((x[i] - out[i - 1]) / dt - speed)
+        out[i] = out[i - 1] + _alpha(dt, MIN_CUTOFF + BETA * np.abs(speed)) * (x[i] - out[i - 1])
+    return out
 
 
 def _row(face: facelib.Face) -> np.ndarray:
@@ -159,7 +192,7 @@ class Tracker:
             self.shot_start = t
         missed = False
         if self.live:
-            for track, face in zip(self.live, facelib.follow(rgb, [tr.last for tr in self.live])):
+            for track, face in zip(self.live, facelib.follow(rgb, [tr.next_look() for tr in self.live])):
                 if face is not None and face.score >= self.threshold:
                     track.add(t, _row(face))
                 else:
@@ -167,7 +200,7 @@ class Tracker:
                     missed |= track.misses == 1
         if cut or missed or t - self.last_full >= DETECT_EVERY:
             self.last_full = t
-            self._match(t, facelib.find_faces(rgb, threshold=self.threshold))
+            self._match(t, rgb, facelib.find_faces(rgb, threshold=self.threshold))
         self._drop_duplicates(t)
         self._end([tr for tr in self.live if tr.misses > self.max_misses], hard=False)
         photo = None
@@ -191,7 +224,7 @@ class Tracker:
                 if self.on_end is not None:
                     self.on_end(track)
 
-    def _match(self, t: int, faces: list[facelib.Face]) -> None:
+    def _match(self, t: int, rgb: np.ndarray, faces: list[facelib.Face]) -> None:
         rows = [_row(f) for f in faces]
         pairs = sorted(
             ((overlap(row[:4], tr.rows[-1][:4]), i, k) for i, row in enumerate(rows) for k, tr in enumerate(self.live)),
@@ -211,7 +244,11 @@ class Tracker:
                 continue
             track = Track(self.next_id)
             self.next_id += 1
-            track.add(t, row)
+            track.framing = row[4:14].copy()
+            # The detection's landmarks sit a little off those a look framed by them finds: start
+            # from such a look, as every later frame is, so the first frame does not jump.
+            look = facelib.follow(rgb, [_face(row)])[0]
+            track.add(t, _row(look) if look is not None and look.score >= self.threshold else row)
             self._follow_back(track)
             # Seen since its shot began (a face at a cut, or on the first frame): no fade in.
             track.hard_start = track.frames[0] == self.shot_start
@@ -222,7 +259,7 @@ class Tracker:
         it is found there and no other track has that face."""
         others = [tr for tr in self.live + self.ended if tr.frames[-1] >= track.frames[0] - DETECT_EVERY]
         for s, rgb in reversed(self.recent):
-            face = facelib.follow(rgb, [_face(track.rows[0])])[0]
+            face = facelib.follow(rgb, [track.next_look()])[0]
             if face is None or face.score < self.threshold:
                 return
             row = _row(face)
@@ -258,23 +295,6 @@ class Trajectory:
     points: np.ndarray  # (n, 5, 2) landmarks
     weights: np.ndarray  # (n,) in (0, 1]
     boxes: np.ndarray  # (n, 4) YuNet's boxes (interpolated over bridged gaps), for reports
-
-
-def one_euro(x: np.ndarray, t: np.ndarray, *, min_cutoff: float = MIN_CUTOFF, beta: float = BETA,
-             d_cutoff: float = D_CUTOFF) -> np.ndarray:
-    """The One Euro filter along axis 0 of x (n, d), sampled at times t (seconds)."""
-    def alpha(dt, cutoff):
-        return 1 / (1 + 1 / (2 * math.pi * cutoff * dt))
-
-    out = np.empty_like(x, dtype=np.float64)
-    out[0] = x[0]
-    speed = np.zeros(x.shape[1:])
-    for i in range(1, len(x)):
-        dt = max(t[i] - t[i - 1], 1e-6)
-        speed = speed + alpha(dt, d_cutoff) * ((x[i] - out[i - 1]) / dt - speed)
-        a = alpha(dt, min_cutoff + beta * np.abs(speed))
-        out[i] = out[i - 1] + a * (x[i] - out[i - 1])
-    return out
 
 
 def _smoothstep(v: np.ndarray) -> np.ndarray:
