@@ -70,7 +70,8 @@ def make_clip(
 ) -> Path:
     """A clip of `n` frames as displayed `size`; `rotation` stores them turned, with a display matrix
     that turns them back; `audio` adds a 440 Hz tone (AAC, or Opus in WebM) as long as the video."""
-    container = av.open(str(path), "w")
+    # Faststart: the index at the front, so a truncated MP4 still opens (and is seen to be short).
+    container = av.open(str(path), "w", options={"movflags": "+faststart"} if path.suffix in (".mp4", ".mov") else {})
     video = container.add_stream(codec, rate=Fraction(fps), options={"crf": "18"} if codec == "libx264" else {})
     w, h = size
     video.width, video.height = (h, w) if rotation in (90, 270) else (w, h)

@@ -61,6 +61,15 @@ class ClipInfo:
         return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
 
+def _clock(text: str) -> float | None:
+    """HH:MM:SS.fraction -> seconds (None if it is not that)."""
+    try:
+        h, m, sec = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+
+
 def _reason(error: Exception) -> str:
     text = getattr(error, "strerror", None) or str(error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -91,9 +100,12 @@ def probe(path: str | Path) -> ClipInfo:
         if first is None:
             raise InputError(f"{path}: no video frame decodes")
         frames = video.frames or None
+        start = float((video.start_time or 0) * video.time_base)
         end = None
-        if video.duration is not None and video.time_base:
-            end = float((video.start_time or 0) * video.time_base + video.duration * video.time_base)
+        if video.duration is not None:
+            end = start + float(video.duration * video.time_base)
+        elif _clock(video.metadata.get("DURATION", "")) is not None:  # Matroska keeps each stream's as a tag
+            end = start + _clock(video.metadata["DURATION"])
         rate = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)
         matrix = None
         try:

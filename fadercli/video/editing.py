@@ -232,8 +232,8 @@ def edit_clip(
 
     size = max(step.model.size for step in plan)
     found = scan(info, measure, threshold=fader.threshold, crop_size=size, align=align, partial=partial, progress=progress)
-    notes = found.notes + notes
     chosen = _choose(found, choice, allow_no_face)
+    notes = found.notes + notes
     results = [_track_result(i, tr, found.measured[tr.id]) for i, tr in chosen]
     for result in results:
         result.values = _targets(plan, result.estimated)
