@@ -31,11 +31,16 @@ import numpy as np
 from fadercli import faces as facelib
 from fadercli.images import from_array, to_uint8
 
-DETECT_EVERY = 8  # frames between full detections (a new face waits at most this long)
+DETECT_EVERY = 10  # frames between full detections (a new face is followed back over them)
 MAX_GAP_SECONDS = 0.5  # a face missed for longer ends its track
 BRIDGE_SECONDS = 0.1  # gaps up to this long are bridged (a missed look); longer ones fade out and in
 FADE_SECONDS = 0.25
 MIN_FRAMES = 3  # shorter tracks are dropped: a face seen in one or two frames would flash
+# A track shorter than this whose looks are mostly unsure (YuNet's second-look score below faces.SURE)
+# is dropped as well: a texture taken for a face for a few frames (faces score 0.91-0.95 there).
+UNSURE_SECONDS = 1.0
+RECENT_BYTES = 200e6  # frames kept to follow new faces back in (4K: 8 frames)
+MASK_MARGIN = 0.1  # tracked faces are blanked out for a full detection with this margin (x the box)
 SAME_FACE = 0.3  # box overlap (intersection over union) that matches a detection to a track
 DUPLICATE = 0.5  # two tracks overlapping this much follow the same face: the younger one ends
 REFRAME = 0.1  # a look finding the face this far (x the eye distance) from the first look so framed reframes the next
@@ -172,19 +177,22 @@ class Tracker:
     def __init__(self, *, fps: float, threshold: float, crop_size: int, on_end: Callable[[Track], None] | None = None):
         """`on_end` is handed each track worth keeping as it ends (its crops can then be let go)."""
         self.threshold = threshold
+        self.fps = fps
         self.crop_size = crop_size
         self.on_end = on_end
         self.max_misses = max(1, round(MAX_GAP_SECONDS * fps))
         self.cuts = SceneCuts()
         self.live: list[Track] = []
         self.ended: list[Track] = []
-        self.recent: deque[tuple[int, np.ndarray]] = deque(maxlen=DETECT_EVERY)
+        self.recent: deque[tuple[int, np.ndarray]] | None = None  # the frames since the last full detection
         self.last_full = -DETECT_EVERY
         self.shot_start = 0
         self.next_id = 0
 
     def step(self, t: int, rgb: np.ndarray) -> None:
         """One frame (H x W x 3 uint8 RGB, as displayed), t counting from 0."""
+        if self.recent is None:  # as many as DETECT_EVERY frames, in at most RECENT_BYTES
+            self.recent = deque(maxlen=int(max(1, min(DETECT_EVERY, RECENT_BYTES // rgb.nbytes))))
         cut = self.cuts(rgb)
         if cut:
             self._end(self.live, hard=True)
@@ -200,7 +208,7 @@ class Tracker:
                     missed |= track.misses == 1
         if cut or missed or t - self.last_full >= DETECT_EVERY:
             self.last_full = t
-            self._match(t, rgb, facelib.find_faces(rgb, threshold=self.threshold))
+            self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold))
         self._drop_duplicates(t)
         self._end([tr for tr in self.live if tr.misses > self.max_misses], hard=False)
         photo = None
@@ -219,10 +227,26 @@ class Tracker:
         for track in list(tracks):
             track.hard_end = hard and track.misses == 0
             self.live.remove(track)
-            if len(track.frames) >= MIN_FRAMES:
+            unsure = bool(track.rows) and np.median([r[14] for r in track.rows]) < facelib.SURE
+            if len(track.frames) >= max(MIN_FRAMES, UNSURE_SECONDS * self.fps if unsure else 0):
                 self.ended.append(track)
                 if self.on_end is not None:
                     self.on_end(track)
+
+    def _untracked(self, t: int, rgb: np.ndarray) -> np.ndarray:
+        """The frame with the faces its looks found blanked out: a full detection looks for new
+        faces only, without the second looks at every tracked one (most of its time)."""
+        found = [tr.rows[-1][:4] for tr in self.live if tr.frames[-1] == t]
+        if not found:
+            return rgb
+        out = rgb.copy()
+        h, w = rgb.shape[:2]
+        for x, y, bw, bh in found:
+            m = MASK_MARGIN * max(bw, bh)
+            x0, y0 = int(max(0, x - m)), int(max(0, y - m))
+            x1, y1 = int(min(w, x + bw + m + 1)), int(min(h, y + bh + m + 1))
+            out[y0:y1, x0:x1] = out[y0:y1, x0:x1].mean(axis=(0, 1))
+        return out
 
     def _match(self, t: int, rgb: np.ndarray, faces: list[facelib.Face]) -> None:
         rows = [_row(f) for f in faces]
