@@ -162,13 +162,15 @@ def edit(
 def frame_progress(bar, name: str):
     """A progress callback for Fader.edit_video / inspect_video: a bar per stage, with frames/s."""
     tasks: dict[str, tuple[int, float]] = {}
+    last = [time.perf_counter()]  # a stage starts where the one before ended
 
     def update(stage: str, done: int, total: int | None) -> None:
+        now = time.perf_counter()
         if stage not in tasks:
-            tasks[stage] = (bar.add_task(f"{name}: {stage}", total=total, info=""), time.perf_counter())
+            tasks[stage] = (bar.add_task(f"{name}: {stage}", total=total, info=""), last[0])
         task, started = tasks[stage]
-        elapsed = time.perf_counter() - started
-        speed = f"{done / elapsed:.1f} frames/s" if elapsed > 0.2 else ""
+        last[0] = now
+        speed = f"{done / (now - started):.1f} frames/s" if now - started > 0.2 else ""
         bar.update(task, completed=done, total=total, info=speed)
 
     return update

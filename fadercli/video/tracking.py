@@ -48,7 +48,7 @@ SAMPLES = 8  # crops kept per track: between SAMPLES and 2 x SAMPLES, spread ove
 # One Euro filter, in face sizes (the box's longer side) and seconds. A still face's landmark
 # jitter is cut below MIN_CUTOFF Hz; a face moving at v face sizes per second, below
 # MIN_CUTOFF + BETA * v Hz.
-MIN_CUTOFF = 0.5
+MIN_CUTOFF = 0.3
 BETA = 4.0
 D_CUTOFF = 1.0
 # Scene cuts: colour histograms of a thumbnail that differ this much (half the L1 distance, 0..1).
