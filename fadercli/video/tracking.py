@@ -32,6 +32,7 @@ from fadercli import faces as facelib
 from fadercli.images import from_array, to_uint8
 
 DETECT_EVERY = 10  # frames between full detections (a new face is followed back over them)
+MISSED_EVERY = 3  # ... or this many, when a look has just missed a face (a face found and lost in turn)
 MAX_GAP_SECONDS = 0.5  # a face missed for longer ends its track
 BRIDGE_SECONDS = 0.1  # gaps up to this long are bridged (a missed look); longer ones fade out and in
 FADE_SECONDS = 0.25
@@ -67,7 +68,8 @@ class Track:
     samples: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> uint8 crop
     hard_start: bool = False  # began on the first frame or at a scene cut: no fade in
     hard_end: bool = False  # ended at a scene cut or the clip's end: no fade out
-    misses: int = 0
+    misses: int = 0  # looks in a row that did not find it
+    missed: int = 0  # looks that did not find it, in all
     stride: int = 1
     framing: np.ndarray | None = None  # the landmarks the next look is framed by
     anchor: np.ndarray | None = None  # what the first look with that framing found
@@ -205,12 +207,14 @@ class Tracker:
                     track.add(t, _row(face))
                 else:
                     track.misses += 1
+                    track.missed += 1
                     missed |= track.misses == 1
-        if cut or missed or t - self.last_full >= DETECT_EVERY:
+        if cut or t - self.last_full >= (MISSED_EVERY if missed else DETECT_EVERY):
             self.last_full = t
             self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold))
         self._drop_duplicates(t)
-        self._end([tr for tr in self.live if tr.misses > self.max_misses], hard=False)
+        # Lost for too long, or found and lost in turn more often than found (a texture, not a face).
+        self._end([tr for tr in self.live if tr.misses > self.max_misses or tr.missed > max(len(tr.frames), 3)], hard=False)
         photo = None
         for track in self.live:
             if track.frames[-1] == t and track.due(t):
