@@ -228,3 +228,13 @@ def test_merge_keeps_every_untouched_pixel_as_decoded(tmp_path):
         np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = data
     red = back.to_ndarray(format="rgb24")[45:55, 75:85].astype(int)
     assert np.abs(red - (255, 0, 0)).max() < 12
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_boxes_of_the_displayed_picture_map_to_the_stored_frame(rotation):
+    from fadercli.video.editing import _coded_box
+
+    stored = np.arange(7 * 11).reshape(7, 11)
+    shown = np.rot90(stored, rotation // 90)  # as the display matrix turns it
+    x0, y0, x1, y1 = _coded_box((2, 1, 5, 4), rotation, shown.shape[1], shown.shape[0])
+    assert np.array_equal(np.rot90(shown[1:4, 2:5], -rotation // 90), stored[y0:y1, x0:x1])

@@ -217,17 +217,22 @@ def rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def merge(yuv: list[np.ndarray], before: np.ndarray, after: np.ndarray, info: ClipInfo) -> None:
-    """Carry the pixels an edit changed from RGB `after` (the frame's RGB was `before`) into its
-    planes; every pixel it left alone keeps its decoded YUV values exactly."""
-    changed = (before != after).any(axis=2)
-    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+def merge(
+    yuv: list[np.ndarray], before: np.ndarray, after: np.ndarray, info: ClipInfo,
+    box: tuple[int, int, int, int] | None = None,
+) -> None:
+    """Carry the pixels an edit changed from RGB `after` (the frame's RGB was `before`; changes only
+    inside `box`, x0, y0, x1, y1, if given) into its planes; every pixel it left alone keeps its
+    decoded YUV values exactly."""
+    h, w = before.shape[:2]
+    bx0, by0, bx1, by1 = box or (0, 0, w, h)
+    changed = (before[by0:by1, bx0:bx1] != after[by0:by1, bx0:bx1]).any(axis=2)
+    rows, cols = np.flatnonzero(changed.any(axis=1)) + by0, np.flatnonzero(changed.any(axis=0)) + bx0
     if not len(rows):
         return
-    h, w = changed.shape
     y0, x0 = rows[0] // 2 * 2, cols[0] // 2 * 2  # whole chroma samples
     y1, x1 = min(h, (rows[-1] + 2) // 2 * 2), min(w, (cols[-1] + 2) // 2 * 2)
-    changed = changed[y0:y1, x0:x1]
+    changed = (before[y0:y1, x0:x1] != after[y0:y1, x0:x1]).any(axis=2)
     region = av.VideoFrame.from_ndarray(np.ascontiguousarray(after[y0:y1, x0:x1]), format="rgb24")
     # Back through the matrix and range the frame came with (FFmpeg's colour-space numbers, which
     # PyAV's reformat reads alike for every matrix it converts; unspecified stays BT.601).

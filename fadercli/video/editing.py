@@ -365,11 +365,35 @@ class _Frames:
                     faded = reference[k] + weight * (edited[k] - reference[k])
                     facelib.paste(photo, alignment, faded, reference[k], inplace=True)
                     k += 1
-                clips.merge(item.yuv, np.rot90(item.rgb, back), np.rot90(photo.pixels, back), self.info)
+                box = _coded_box(_footprints([a for _, a, _ in item.faces], photo.width, photo.height),
+                                 self.info.rotation, photo.width, photo.height)
+                clips.merge(item.yuv, np.rot90(item.rgb, back), np.rot90(photo.pixels, back), self.info, box)
             self.writer.write(item.yuv, item.pts, item.duration)
             if self.progress is not None:
                 self.progress("editing", self.writer.frames, self.total)
         self.pending, self.faces = [], 0
+
+
+def _footprints(alignments: list[facelib.Alignment], width: int, height: int) -> tuple[int, int, int, int]:
+    """The box x0, y0, x1, y1 holding every pixel the crops cover (all that a paste can change)."""
+    corners = []
+    for a in alignments:
+        s = a.size - 0.5
+        corners.append(a.to_photo(np.array([[-0.5, -0.5], [s, -0.5], [-0.5, s], [s, s]])))
+    (x0, y0), (x1, y1) = np.floor(np.min(corners, axis=(0, 1))), np.ceil(np.max(corners, axis=(0, 1))) + 1
+    return int(max(x0, 0)), int(max(y0, 0)), int(min(max(x1, 0), width)), int(min(max(y1, 0), height))
+
+
+def _coded_box(box: tuple[int, int, int, int], rotation: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """A box of the picture as displayed (width x height) in the frame as stored, which the display
+    matrix turns `rotation` degrees counter-clockwise (displayed = np.rot90(stored, rotation // 90))."""
+    x0, y0, x1, y1 = box
+    return {
+        0: (x0, y0, x1, y1),
+        90: (height - y1, x0, height - y0, x1),  # stored: height wide, width high
+        180: (width - x1, height - y1, width - x0, height - y0),
+        270: (y0, width - x1, y1, width - x0),
+    }[rotation]
 
 
 @torch.inference_mode()
