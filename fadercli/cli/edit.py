@@ -155,7 +155,7 @@ def edit(
         if not quiet:
             say(f"{clip}: {result.frames} frames, {len(result.tracks)} face track(s), {result.frames / result.seconds:.1f} frames/s")
     if len(paths) > 1 and not quiet:
-        say(f"{written} of {len(paths)} input(s) edited")
+        say(f"{written} of {len(paths)} {'input(s)' if clips else 'image(s)'} edited")
     failures.exit()
 
 

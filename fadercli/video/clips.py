@@ -333,6 +333,7 @@ class Writer:
         self.rate, self.time_base = rate, time_base
         self.copies: dict[int, av.stream.Stream] = {}
         self.frames = 0
+        self.last_pts: int | None = None
 
     def copy_stream(self, stream) -> None:
         """Add a stream whose packets `mux` copies as they are (see `holds` for what a muxer takes)."""
@@ -345,7 +346,11 @@ class Writer:
             np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width] = (
                 data[: plane.height, : plane.width]
             )
-        frame.pts = pts if pts is not None else round(self.frames / (self.rate * self.time_base))
+        if pts is None:  # a stream without timestamps: the frame rate's
+            pts = round(self.frames / (self.rate * self.time_base))
+        if self.last_pts is not None and pts <= self.last_pts:  # repeated timestamps (broken files):
+            pts = self.last_pts + 1  # encoders need them increasing
+        frame.pts = self.last_pts = pts
         frame.time_base = self.time_base
         if duration:
             frame.duration = duration
