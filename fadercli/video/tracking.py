@@ -1,12 +1,13 @@
 """Faces followed across the frames of a clip, their landmarks smoothed over time.
 
 Following (`Tracker`, one frame at a time, in the picture as displayed): every tracked face gets
-one quick second look where it was (faces.follow); a full detection (faces.find_faces) runs on
-the first frame, every DETECT_EVERY frames, on a scene cut and when a tracked face is missed.
-Detections are matched to tracks by box overlap; one that matches none starts a track, which is
-then followed back through the last few frames (kept for that), so a face that walks in is
-edited from the frame it was first seen. A track missed for more than MAX_GAP_SECONDS ends; a
-scene cut ends them all. Each track keeps its landmarks and a few crops spread over its frames,
+one quick second look where it was (faces.follow), framed as the last look was until the face
+moves, then where it will be at its speed; a full detection (faces.find_faces, the followed faces
+blanked out) runs on the first frame, every DETECT_EVERY frames, on a scene cut and when a
+tracked face is missed. Detections are matched to tracks by box overlap; one that matches none
+starts a track, which is then followed back through the last few frames (kept for that), so a
+face that walks in is edited from the frame it was first seen. A track missed for more than
+MAX_GAP_SECONDS ends; a scene cut ends them all. Each track keeps its landmarks and a few crops spread over its frames,
 from which the face's own attribute values are estimated once for the whole track.
 
 Smoothing (`trajectory`): short gaps are bridged by interpolating the landmarks, then a One Euro
@@ -84,6 +85,11 @@ class Track:
         return _face(row)
 
     @property
+    def unsure(self) -> bool:
+        """Whether its looks are mostly unsure (a median score below faces.SURE)."""
+        return bool(self.rows) and np.median([r[14] for r in self.rows]) < facelib.SURE
+
+    @property
     def size(self) -> float:
         """The median of the box's longer side: what `--face largest` compares."""
         return float(np.median([max(r[2], r[3]) for r in self.rows]))
@@ -98,7 +104,10 @@ class Track:
         elif self.anchor is None:
             self.anchor = points.copy()
         elif np.abs(points - self.anchor).max() > REFRAME * np.hypot(*(points[2:4] - points[0:2])):
-            self.framing, self.anchor = points.copy(), None  # moved: reframe; the next look anchors
+            # Moved: reframe where it will be next if it keeps its speed (a face crossing the picture
+            # stays framed); the next look anchors.
+            step = points - self.rows[-2][4:14] if len(self.frames) > 1 and self.frames[-2] == frame - 1 else 0
+            self.framing, self.anchor = points + step, None
 
     def prepend(self, frame: int, row: np.ndarray) -> None:
         self.frames.insert(0, frame)
@@ -213,8 +222,9 @@ class Tracker:
             self.last_full = t
             self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold))
         self._drop_duplicates(t)
-        # Lost for too long, or found and lost in turn more often than found (a texture, not a face).
-        self._end([tr for tr in self.live if tr.misses > self.max_misses or tr.missed > max(len(tr.frames), 3)], hard=False)
+        # Lost for too long; or unsure, and lost more often than found (a texture, not a face).
+        self._end([tr for tr in self.live if tr.misses > self.max_misses or (tr.missed > max(len(tr.frames), 3) and tr.unsure)],
+                  hard=False)
         photo = None
         for track in self.live:
             if track.frames[-1] == t and track.due(t):
@@ -231,8 +241,7 @@ class Tracker:
         for track in list(tracks):
             track.hard_end = hard and track.misses == 0
             self.live.remove(track)
-            unsure = bool(track.rows) and np.median([r[14] for r in track.rows]) < facelib.SURE
-            if len(track.frames) >= max(MIN_FRAMES, UNSURE_SECONDS * self.fps if unsure else 0):
+            if len(track.frames) >= max(MIN_FRAMES, UNSURE_SECONDS * self.fps if track.unsure else 0):
                 self.ended.append(track)
                 if self.on_end is not None:
                     self.on_end(track)
