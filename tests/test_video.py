@@ -233,3 +233,29 @@ def test_a_folder_of_photos_and_clips(run_cli, toy_runs, made, tmp_path):
     assert records[str(folder / "b.png")]["faces"][0]["values"]["Smiling"] == 1
     assert sorted(os.listdir(tmp_path / "out")) == ["a_fader.mp4", "b_fader.png"]
     assert "2 of 2 input(s) edited" in result.stderr
+
+
+def test_a_face_walking_in_is_followed_from_its_first_frame(tmp_path):
+    """A second face slides in from the right edge while the first stays: one track for it, from
+    (about) the first frame a detector sees it in, faded in; the first face's track untouched."""
+    head = portrait()
+    patch = cv2.warpAffine(head, camera(0, (100, 120), "still", 0.4), (100, 120), flags=cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REPLICATE)
+    pictures = []
+    for t in range(30):
+        canvas = np.full((180, 320, 3), 150, np.uint8)
+        canvas[30:150, 20:120] = patch
+        x = max(220, 320 - 6 * t)
+        canvas[40:160, x:320] = cv2.flip(patch, 1)[:, : 320 - x]
+        pictures.append(canvas)
+    clip = make_clip(tmp_path / "walk.mp4", 30, (320, 180), pictures=pictures)
+    frames = read_frames(clip)
+    seen = next(t for t, f in enumerate(frames) if any(face.box[0] > 160 for face in facelib.find_faces(f)))
+    found = scan(clips.probe(clip), lambda crops: [None] * len(crops), threshold=facelib.DEFAULT_THRESHOLD, crop_size=32)
+    assert len(found.tracks) == 2
+    left, right = sorted(found.tracks, key=lambda tr: tr.rows[-1][0])
+    assert (left.frames[0], left.frames[-1], len(left.frames)) == (0, 29, 30)
+    assert right.frames[-1] == 29 and len(right.frames) == 30 - right.frames[0]  # found in every frame since
+    assert right.frames[0] <= seen + 1
+    weights = tracking.trajectory(right, 25.0).weights
+    assert 0 < weights[0] < weights[2] < weights[-1] == 1  # faded in: it came into a picture already there
