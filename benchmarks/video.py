@@ -132,7 +132,7 @@ def main() -> None:
             print(f"{size:>6}px{b:>24.2f}{o:>24.2f}{o / b:>7.1f}x")
         if args.rss:
             model = make_model(tmp / "rss.safetensors", 64)
-            print(f"peak RSS, 64 px model (a fresh process each):")
+            print("peak RSS, 64 px model (a fresh process each):")
             for seconds in args.rss:
                 long = make_clip(tmp / f"long{seconds:g}.mp4", seconds)
                 started = time.perf_counter()

@@ -16,7 +16,6 @@ H.264's 4:2:0 needs even sides: an odd side loses its last row or column.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
