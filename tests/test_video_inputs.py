@@ -64,7 +64,7 @@ def test_odd_sizes(run_cli, toy_runs, tmp_path, suffix, size):
     assert video["size"] == size and video["frames"] == 6
     assert video["codec"] == ("h264" if suffix == ".mp4" else "vp9")
     if suffix == ".mp4":  # said, as H.264 needs it
-        assert "H.264 needs even sides, so its last column and row is left out (160 x 120)" in result.stderr
+        assert "H.264 needs even sides, so its last column and row are left out (160 x 120)" in result.stderr
     else:
         assert "even sides" not in result.stderr
 
@@ -238,3 +238,14 @@ def test_boxes_of_the_displayed_picture_map_to_the_stored_frame(rotation):
     shown = np.rot90(stored, rotation // 90)  # as the display matrix turns it
     x0, y0, x1, y1 = _coded_box((2, 1, 5, 4), rotation, shown.shape[1], shown.shape[0])
     assert np.array_equal(np.rot90(shown[1:4, 2:5], -rotation // 90), stored[y0:y1, x0:x1])
+
+
+def test_no_align_edits_the_centre_square_of_every_frame(run_cli, toy_runs, tmp_path):
+    clip = make_clip(tmp_path / "wide.mp4", 6, (240, 144))
+    out = tmp_path / "out.mp4"
+    result = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--no-align", "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["tracks"][0]["frames"] == [0, 5] and record["tracks"][0]["box"] == [48, 0, 144, 144]
+    change = _changed(out, clip)
+    assert change[:, :, 60:180].mean() > 3 * change[:, :, :40].mean() + 1  # the square, not its sides

@@ -247,7 +247,7 @@ def edit_clip(
         try:
             for stream in reader.copied:
                 writer.copy_stream(stream)
-            frames = _Frames(fader, plan, writer, info, [r.estimated for r in results], size, align, progress, found.frames)
+            frames = _Frames(fader, plan, writer, info, [r.estimated for r in results], size, progress, found.frames)
             for item in reader:
                 if isinstance(item, av.Packet):
                     writer.mux(item)
@@ -261,7 +261,7 @@ def edit_clip(
     if writer.size != (info.width, info.height):
         cut = " and ".join(n for n, odd in (("column", info.width % 2), ("row", info.height % 2)) if odd)
         notes.append(f"{info.path} is {info.width} x {info.height}: H.264 needs even sides, so its last {cut}"
-                     f" is left out ({writer.size[0]} x {writer.size[1]})")
+                     f" {'are' if ' and ' in cut else 'is'} left out ({writer.size[0]} x {writer.size[1]})")
     return VideoResult(info.path, dst, found.frames, float(info.rate), info.display_size, results,
                        time.perf_counter() - started, notes)
 
@@ -325,9 +325,9 @@ class _Frames:
     batched through the models; frames leave in order."""
 
     def __init__(self, fader: Fader, plan: list[Step], writer: clips.Writer, info: clips.ClipInfo,
-                 own: list[dict[str, float]], size: int, align: bool, progress: Progress | None, total: int):
+                 own: list[dict[str, float]], size: int, progress: Progress | None, total: int):
         self.fader, self.plan, self.writer, self.info = fader, plan, writer, info
-        self.own, self.size, self.align, self.progress, self.total = own, size, align, progress, total
+        self.own, self.size, self.progress, self.total = own, size, progress, total
         self.pending: list[_Pending] = []
         self.faces = 0
         self.seen = 0

@@ -262,6 +262,7 @@ class Tracker:
         return out
 
     def _match(self, t: int, rgb: np.ndarray, faces: list[facelib.Face]) -> None:
+        """A full detection's faces: each to the live track its box overlaps most, or a new track."""
         rows = [_row(f) for f in faces]
         pairs = sorted(
             ((overlap(row[:4], tr.rows[-1][:4]), i, k) for i, row in enumerate(rows) for k, tr in enumerate(self.live)),
@@ -331,7 +332,6 @@ class Trajectory:
     frames: np.ndarray  # (n,) frame numbers, increasing
     points: np.ndarray  # (n, 5, 2) landmarks
     weights: np.ndarray  # (n,) in (0, 1]
-    boxes: np.ndarray  # (n, 4) YuNet's boxes (interpolated over bridged gaps), for reports
 
 
 def _smoothstep(v: np.ndarray) -> np.ndarray:
@@ -351,7 +351,7 @@ def trajectory(track: Track, fps: float) -> Trajectory:
     for k, (a, b) in enumerate(zip([0, *breaks], [*breaks, len(frames)])):
         run = np.arange(frames[a], frames[b - 1] + 1)
         filled = np.stack([np.interp(run, frames[a:b], rows[a:b, j]) for j in range(14)], axis=1)
-        scale = float(np.median(np.maximum(filled[:, 2], filled[:, 3])))
+        scale = float(np.median(np.maximum(filled[:, 2], filled[:, 3])))  # the face's size: the filter's unit
         points = filled[:, 4:14] / scale
         t = run / fps
         smoothed = 0.5 * (one_euro(points, t) + one_euro(points[::-1], t[-1] - t[::-1])[::-1]) * scale
@@ -361,5 +361,5 @@ def trajectory(track: Track, fps: float) -> Trajectory:
             weight = np.minimum(weight, _smoothstep(steps / fade))
         if not (b == len(frames) and track.hard_end):
             weight = np.minimum(weight, _smoothstep(steps[::-1] / fade))
-        parts.append((run, smoothed.reshape(-1, 5, 2), weight, filled[:, :4]))
-    return Trajectory(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
+        parts.append((run, smoothed.reshape(-1, 5, 2), weight))
+    return Trajectory(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
