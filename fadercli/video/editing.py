@@ -37,7 +37,9 @@ from fadercli.video import clips, tracking
 
 # progress(stage, frames done, frames in all or None): "tracking" (pass 1), then "editing" (pass 2).
 Progress = Callable[[str, int, "int | None"], None]
-MAX_PENDING = 32  # frames waiting for a batch of faces to fill (bounds memory where faces are few)
+# Frames waiting for a batch of faces to fill: at most this many, and this many bytes (4K frames).
+MAX_PENDING = 32
+MAX_PENDING_BYTES = 256e6
 
 
 @dataclass
@@ -330,6 +332,7 @@ class _Frames:
         self.own, self.size, self.progress, self.total = own, size, progress, total
         self.pending: list[_Pending] = []
         self.faces = 0
+        self.bytes = 0
         self.seen = 0
 
     def add(self, frame: av.VideoFrame, faces: list[tuple[int, np.ndarray | None, float]]) -> None:
@@ -346,8 +349,9 @@ class _Frames:
                 item.crops.append(facelib.crop(photo, alignment))
         self.pending.append(item)
         self.faces += len(faces)
+        self.bytes += sum(p.nbytes for p in item.yuv) + (item.rgb.nbytes if item.rgb is not None else 0)
         self.seen += 1
-        if self.faces >= self.fader.batch_size or len(self.pending) >= MAX_PENDING:
+        if self.faces >= self.fader.batch_size or len(self.pending) >= MAX_PENDING or self.bytes >= MAX_PENDING_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -371,7 +375,7 @@ class _Frames:
             self.writer.write(item.yuv, item.pts, item.duration)
             if self.progress is not None:
                 self.progress("editing", self.writer.frames, self.total)
-        self.pending, self.faces = [], 0
+        self.pending, self.faces, self.bytes = [], 0, 0
 
 
 def _footprints(alignments: list[facelib.Alignment], width: int, height: int) -> tuple[int, int, int, int]:
