@@ -67,9 +67,11 @@ def make_clip(
     face: float = 0.4,
     cut: int | None = None,
     pictures=None,
+    subtitles: tuple[str, ...] = (),
 ) -> Path:
     """A clip of `n` frames as displayed `size`; `rotation` stores them turned, with a display matrix
-    that turns them back; `audio` adds a 440 Hz tone (AAC, or Opus in WebM) as long as the video."""
+    that turns them back; `audio` adds a 440 Hz tone (AAC, or Opus in WebM) as long as the video;
+    `subtitles` SubRip lines, one every 0.1 s (Matroska)."""
     # Faststart: the index at the front, so a truncated MP4 still opens (and is seen to be short).
     container = av.open(str(path), "w", options={"movflags": "+faststart"} if path.suffix in (".mp4", ".mov") else {})
     video = container.add_stream(codec, rate=Fraction(fps), options={"crf": "18"} if codec == "libx264" else {})
@@ -82,12 +84,22 @@ def make_clip(
     if audio:
         sound = container.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48000 if path.suffix == ".webm" else 16000)
         sound.layout = "mono"
+    text = None
+    if subtitles:
+        text = container.add_mux_stream("subrip")  # packets muxed as they are: no encoder
+        text.time_base = Fraction(1, 1000)
     for t, picture in enumerate(pictures if pictures is not None else frames(n, size, motion, face, cut)):
         stored = np.ascontiguousarray(np.rot90(picture, -rotation // 90)) if rotation else picture
         frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
         frame.pts = t
         container.mux(video.encode(frame))
     container.mux(video.encode(None))
+    for k, line in enumerate(subtitles):
+        packet = av.Packet(line.encode())
+        packet.stream, packet.time_base = text, Fraction(1, 1000)
+        packet.pts = packet.dts = 100 * k
+        packet.duration = 90
+        container.mux(packet)
     if sound is not None:
         rate = sound.rate
         chunk = 960 if path.suffix == ".webm" else 1024

@@ -85,6 +85,19 @@ def test_webm_takes_opus_and_refuses_aac_which_is_never_reencoded(run_cli, toy_r
     assert not (tmp_path / "aac.webm").exists()
 
 
+def test_subtitles_are_copied_where_the_container_holds_them(run_cli, toy_runs, tmp_path):
+    clip = make_clip(tmp_path / "film.mkv", 6, SIZE, audio=True, subtitles=("Hello there.", "General Kenobi!"))
+    assert packets(clip, "subtitle") == [b"Hello there.", b"General Kenobi!"]
+    kept = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", tmp_path / "out.mkv")
+    assert kept.exit_code == 0, kept.stderr
+    assert packets(tmp_path / "out.mkv", "subtitle") == packets(clip, "subtitle")
+    assert packets(tmp_path / "out.mkv", "audio") == packets(clip, "audio")
+    dropped = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", tmp_path / "out.mp4")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert f".mp4 cannot hold the srt subtitles of {clip}: left out (.mkv keeps them)" in dropped.stderr
+    assert packets(tmp_path / "out.mp4", "subtitle") == [] and packets(tmp_path / "out.mp4", "audio") == packets(clip, "audio")
+
+
 def _truncated(tmp_path):
     clip = make_clip(tmp_path / "whole.mp4", 24, SIZE, audio=True)
     cut = tmp_path / "cut.mp4"
