@@ -126,7 +126,7 @@ def read_frames(path: Path) -> list[np.ndarray]:
 def packets(path: Path, kind: str) -> list[bytes]:
     with av.open(str(path)) as container:
         streams = [s for s in container.streams if s.type == kind]
-        return [bytes(p) for p in container.demux(streams) if p.size]
+        return [bytes(p) for p in container.demux(streams) if p.size] if streams else []  # demux([]): all
 
 
 def reencode(src: Path, dst: Path, crf: int = 18, preset: str = "medium") -> Path:
