@@ -372,7 +372,7 @@ class Fader:
         allow_no_face: bool = False,
         progress: Callable[[str, int, int | None], None] | None = None,
     ) -> VideoResult:
-        """Edit the faces of every frame of a clip and write it to `dst` (.mp4, .mov, .mkv, .avi: H.264;
+        """Edit the faces of every frame of a clip and write it to `dst` (.mp4, .mov, .mkv: H.264;
         .webm: VP9), with the input's timestamps, rotation and audio (copied). Faces are tracked, their
         framing smoothed over time and each track's own values estimated once, so the edit does not
         flicker. `face` chooses among tracks (0 = the largest median size). `progress(stage, done,

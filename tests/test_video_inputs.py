@@ -25,6 +25,18 @@ def _video(path):
                 "end": float(frames[-1].pts * frames[-1].time_base) + 1 / float(s.average_rate)}
 
 
+def _times(path):
+    """The timestamps (seconds) of every frame and packet, per stream type."""
+    with av.open(str(path)) as container:
+        out = {"video": [float(f.pts * f.time_base) for f in container.decode(video=0)]}
+        kinds = [s.type for s in container.streams if s.type != "video"]
+    for kind in kinds:
+        with av.open(str(path)) as container:
+            stream = next(s for s in container.streams if s.type == kind)
+            out[kind] = [float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None]
+    return out
+
+
 def _changed(a, b):
     """How much each pixel of each frame differs between two clips (the largest of its channels)."""
     return np.abs(np.stack(read_frames(a)).astype(int) - np.stack(read_frames(b)).astype(int)).max(axis=3)
@@ -92,10 +104,23 @@ def test_subtitles_are_copied_where_the_container_holds_them(run_cli, toy_runs, 
     assert kept.exit_code == 0, kept.stderr
     assert packets(tmp_path / "out.mkv", "subtitle") == packets(clip, "subtitle")
     assert packets(tmp_path / "out.mkv", "audio") == packets(clip, "audio")
+    assert _times(tmp_path / "out.mkv") == _times(clip)
     dropped = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", tmp_path / "out.mp4")
     assert dropped.exit_code == 0, dropped.stderr
     assert f".mp4 cannot hold the srt subtitles of {clip}: left out (.mkv keeps them)" in dropped.stderr
     assert packets(tmp_path / "out.mp4", "subtitle") == [] and packets(tmp_path / "out.mp4", "audio") == packets(clip, "audio")
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_every_timestamp_is_kept(run_cli, toy_runs, tmp_path, suffix):
+    clip = make_clip(tmp_path / "talk.mp4", 8, SIZE, audio=True)
+    times = _times(clip)
+    assert min(times["audio"]) < 0  # the AAC encoder's priming, before the first frame
+    out = tmp_path / f"out{suffix}"
+    result = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    # Not shifted, in Matroska either (by default its muxer moves all streams by the priming).
+    assert {k: np.round(v, 3).tolist() for k, v in _times(out).items()} == {k: np.round(v, 3).tolist() for k, v in times.items()}
 
 
 def _truncated(tmp_path):

@@ -23,7 +23,8 @@ VIDEO_SUFFIXES = frozenset(
      ".3gp", ".ogv", ".mxf", ".nut", ".y4m"}
 )
 # Containers written, by extension -> FFmpeg's muxer name. WebM gets VP9, the others H.264.
-WRITABLE = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+# (AVI is read, not written: it keeps neither variable frame rates nor H.264's reordered frames well.)
+WRITABLE = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 
 
 def is_video(path: str | os.PathLike) -> bool:

@@ -6,8 +6,8 @@ the packets of its audio and subtitle streams too, in file order. Corrupt data i
 unless `partial` (then the frames that decode are the clip); `shortfall` says when the frames
 that decode fall short of what the container declares (a truncated file).
 
-Writing: a `Writer` encodes frames given as YUV planes (H.264 with libx264, or VP9 in WebM; 8-bit
-4:2:0) with the input's timestamps, frame rate, display matrix (rotation) and colour tags, and
+Writing: a `Writer` encodes frames given as YUV planes (H.264 with libx264 in MP4, MOV and
+Matroska, or VP9 in WebM; 8-bit 4:2:0) with the input's timestamps, frame rate, display matrix (rotation) and colour tags, and
 muxes copied packets as they are, never re-encoded. Pixels an edit leaves alone reach the
 encoder exactly as the decoder gave them: only edited regions go through RGB (`merge`).
 H.264's 4:2:0 needs even sides: an odd side loses its last row or column.
@@ -314,7 +314,10 @@ class Writer:
             options = {"crf": str(crf), "preset": preset}
         else:  # constant quality (b 0), multi-threaded rows, speed from the preset
             options = {"crf": str(crf), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": str(VP9_SPEED[preset])}
-        container_options = {"movflags": "+faststart"} if muxer in ("mp4", "mov") else {}
+        if muxer in ("mp4", "mov"):  # the index first, for playing while it downloads
+            container_options = {"movflags": "+faststart"}
+        else:  # Matroska's timestamps can be negative (audio priming): keep them, instead of shifting all
+            container_options = {"avoid_negative_ts": "disabled"}
         try:
             self.container = av.open(str(path), "w", format=muxer, options=container_options)
         except av.error.FFmpegError as e:
