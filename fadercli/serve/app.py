@@ -432,7 +432,7 @@ class _TooLarge(FaderError):
 
 def _too_large_message(size: int, settings: Settings) -> str:
     limit = settings.max_upload_bytes / 2**20
-    return (f"the upload is {size / 2**20:.1f} MB or more, over the {limit:g} MB limit"
+    return (f"the upload is {size / 2**20:.1f} MB or more, over the {limit:.3g} MB limit"
             " (fader serve --max-upload-mb)")
 
 
