@@ -369,7 +369,7 @@ def _page() -> tuple[str, str]:
         for s in re.findall(r"<script>(.*?)</script>", html, flags=re.S)
     )
     csp = (f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob: data:;"
-           " connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+           " connect-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     return html, csp
 
 

@@ -127,6 +127,8 @@ def run(options: Options) -> None:
                             access_log=options.access_log, timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises the signal: the usual way to stop
+        pass
     finally:
         sock.close()
     say("stopped")
