@@ -10,11 +10,14 @@
         ...
     fader.inspect("photo.jpg")                               # each face's own values (+ a classifier's view)
     fader.sweep("photo.jpg", "Smiling", steps=10).save("smiling.gif")
+    analysis = fader.analyse("photo.jpg")                    # once; then any number of renders
+    analysis.render(faces={0: {"Smiling": 0.8}}, max_size=800)   # (fadercli/analysis.py)
 
 An edit goes: read the photo -> find and align its faces at the model's size (faces.align_faces)
 -> Editor.analyse (encode once, estimate the face's own values, decode the reconstruction there)
 -> decode the target values -> editor.compose -> paste the change back (faces.paste), so every
-pixel the edit does not reach stays bit-identical to the input.
+pixel the edit does not reach stays bit-identical to the input. Fader.edit is Fader.analyse then
+Analysis.render, the very calls `fader serve` makes, so the server's pixels are `fader edit`'s.
 
 Several models are chained: each attribute goes to the first model that edits it, and each model
 edits the face as the one before it left it. Faces are aligned once, at the largest model size;

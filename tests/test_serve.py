@@ -307,3 +307,32 @@ def test_waiting_renders_are_shared_or_superseded():
     assert started == ["first", "newest", "download"]  # one at a time, the superseded one never ran
     assert isinstance(middle, Superseded) and isinstance(same, Superseded)  # an identical request shares its fate
     assert (first, newest, download) == ("first", "newest", "download")
+
+
+# ---------------------------------------------------------------- without --model: the registry's models, on first use
+
+
+def test_without_models_the_registry_is_offered_and_loaded_on_first_use(toy_runs, server, register):
+    server.plan.files["/smiling.safetensors"] = (toy_runs["smiling"] / "model.safetensors").read_bytes()
+    register({"smiling": {"url": server.url("/smiling.safetensors"), "attribute": "Smiling", "slider_range": [-1, 2]},
+              "broken": {"url": server.url("/missing.safetensors"), "attribute": "Young"}})
+    pool = ModelPool([], device=torch.device("cpu"), threshold=None)
+    with TestClient(create_app(pool, Settings(allowed_hosts=("127.0.0.1",))), base_url=HOST) as c:
+        offered = c.get("/api/models").json()
+        assert offered["registry"] and offered["attributes"] == []
+        names = {m["name"]: m for m in offered["models"]}
+        assert {"smiling", "broken", "eyeglasses", "male"} <= set(names)  # the built-in ones too
+        assert not names["smiling"]["loaded"] and not names["smiling"]["cached"]
+        upload = {"file": ("a.png", PNG, "image/png")}
+        early = c.post("/api/photos", files=upload)
+        assert early.status_code == 422 and early.json()["code"] == "no_model"
+        loaded = c.post("/api/models/smiling/load")
+        assert loaded.status_code == 200 and server.plan.requests  # downloaded now
+        assert [a["name"] for a in loaded.json()["attributes"]] == ["Smiling"]
+        photo = c.post("/api/photos", files=upload)
+        assert photo.status_code == 201 and set(photo.json()["faces"][0]["estimated"]) == {"Smiling"}
+        failed = c.post("/api/models/broken/load")
+        assert failed.status_code == 502 and failed.json()["code"] == "download_failed"
+        unknown = c.post("/api/models/nothing/load")
+        assert unknown.status_code == 404 and unknown.json()["code"] == "no_such_model"
+        assert c.post(f"/api/photos/{photo.json()['id']}/render", json={"faces": {"0": {"Smiling": 1}}}).status_code == 200
