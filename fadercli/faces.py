@@ -546,7 +546,7 @@ def select_faces(faces: list[Face], choice: str | int, where: str = "the photo")
     if choice == "largest":
         return [(0, faces[0])]
     if not 0 <= choice < len(faces):
-        raise NoFaceError(f"no face {choice} in {where}: {len(faces)} found (0 = the largest)")
+        raise NoFaceError(f"no face {choice} in {where}: {len(faces)} found (0 = the largest)", code="no_such_face")
     return [(choice, faces[choice])]
 
 
