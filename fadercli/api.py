@@ -54,6 +54,7 @@ from fadercli.weights import LoadedModel, default_slider_ranges, require_kind
 
 if TYPE_CHECKING:
     from fadercli.analysis import Analysis
+    from fadercli.video.editing import VideoResult
 
 ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
 DEFAULT_BATCH = 16  # faces per pass through the models: enough to keep a CPU busy, little memory
@@ -393,6 +394,48 @@ class Fader:
             self._classifiers[spec] = loaded
         return self._classifiers[spec]
 
+    # ------------------------------------------------------------ video (fadercli/video)
+
+    def edit_video(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        values: Mapping[str, float] | None = None,
+        shift: Mapping[str, float] | None = None,
+        *,
+        face: str | int = "all",
+        align: bool = True,
+        crf: int | None = None,
+        preset: str = "medium",
+        partial: bool = False,
+        allow_no_face: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> VideoResult:
+        """Edit the faces of every frame of a clip and write it to `dst` (.mp4, .mov, .mkv: H.264;
+        .webm: VP9), with the input's timestamps, rotation and audio (copied). Faces are tracked, their
+        framing smoothed over time and each track's own values estimated once, so the edit does not
+        flicker. `face` chooses among tracks (0 = the largest median size). `progress(stage, done,
+        total)` is called per frame: stage "tracking", then "editing". NoFaceError when no frame has
+        a face (unless `allow_no_face`); InputError for a truncated clip (unless `partial`)."""
+        from fadercli.video.editing import edit_clip
+
+        return edit_clip(self, src, dst, values, shift, face=face, align=align, crf=crf, preset=preset,
+                         partial=partial, allow_no_face=allow_no_face, progress=progress)
+
+    def inspect_video(
+        self,
+        src: str | os.PathLike,
+        *,
+        face: str | int = "all",
+        align: bool = True,
+        partial: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> VideoResult:
+        """A clip's tracked faces: per track its frames, median box and own values (medians over the track)."""
+        from fadercli.video.editing import inspect_clip
+
+        return inspect_clip(self, src, face=face, align=align, partial=partial, progress=progress)
+
     # ------------------------------------------------------------ sweeping
 
     @torch.inference_mode()
@@ -542,12 +585,20 @@ class Sweep:
         return tile(rows, captions)
 
     def save(self, path: str | os.PathLike, *, fps: float = 8.0, bounce: bool = False) -> Path:
-        """`.gif`: the animation (looping); any other image format: the static grid. Written atomically."""
+        """`.gif`: the animation (looping); `.mp4`, `.webm`, ...: the animation as video (full colour,
+        H.264 or VP9; see fadercli/video); any other image format: the static grid. Written atomically."""
+        from fadercli.video import is_writable_video
+
         path = Path(path)
-        if path.suffix.lower() == ".gif":
+        if path.suffix.lower() == ".gif" or is_writable_video(path):
             if not path.parent.is_dir():
                 raise OutputError(f"cannot write {path}: no such folder {path.parent}")
-            save_gif(self.frames(bounce), path, fps=fps)
+            if is_writable_video(path):
+                from fadercli.video.clips import save_video
+
+                save_video([np.asarray(f) for f in self.frames(bounce)], path, fps=fps)
+            else:
+                save_gif(self.frames(bounce), path, fps=fps)
         elif image_format(path) is None:
             raise UsageError(f"{path}: give a .gif (animation) or an image file name such as .png or .jpg (grid)")
         else:

@@ -645,3 +645,26 @@ def debug_view(photo: Photo, faces: list[AlignedFace]) -> np.ndarray:
         )
     return view
 
+
+# ---------------------------------------------------------------------------------------------
+# Following faces from one video frame to the next
+
+
+def follow(
+    image: Photo | np.ndarray, faces: list[Face], *, model: str | os.PathLike | None = None
+) -> list[Face | None]:
+    """Each face looked at once more where it was: find_faces' second look (upright, framed by the
+    face's landmarks, mirrored and not) in `image`, say the next frame of a video; None where no
+    face is found there. A small fraction of find_faces' time: no search over the whole image."""
+    rgb = image.rgb8() if isinstance(image, Photo) else np.asarray(image)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    detector = _detector(str(model or detector_model()))
+    found: list[Face | None] = []
+    for face in faces:
+        row = _look_again(detector, bgr, np.concatenate([face.box, face.points.ravel(), [face.score]]))
+        if row is None:
+            found.append(None)
+            continue
+        landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
+        found.append(Face(tuple(float(v) for v in row[:4]), landmarks, float(row[14])))
+    return found

@@ -419,13 +419,17 @@ def _encode_16bit_colour_png(photo: Photo) -> bytes:
     return data.tobytes()
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders as the images inside them (sorted), glob patterns expanded."""
+def expand_inputs(inputs: Iterable[str | os.PathLike], *, clips: bool = False) -> list[Path]:
+    """Files as given, folders as the images inside them (and with `clips` the videos; sorted), glob
+    patterns expanded."""
+    from fadercli.video import VIDEO_SUFFIXES
+
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             extensions = set(Image.registered_extensions())  # loads every Pillow plugin: only for folders
+            extensions |= VIDEO_SUFFIXES if clips else set()
             images = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
             found += sorted(p for p in images if p.suffix.lower() in extensions)
         elif path.exists():
