@@ -10,11 +10,14 @@
         ...
     fader.inspect("photo.jpg")                               # each face's own values (+ a classifier's view)
     fader.sweep("photo.jpg", "Smiling", steps=10).save("smiling.gif")
+    analysis = fader.analyse("photo.jpg")                    # once; then any number of renders
+    analysis.render(faces={0: {"Smiling": 0.8}}, max_size=800)   # (fadercli/analysis.py)
 
 An edit goes: read the photo -> find and align its faces at the model's size (faces.align_faces)
 -> Editor.analyse (encode once, estimate the face's own values, decode the reconstruction there)
 -> decode the target values -> editor.compose -> paste the change back (faces.paste), so every
-pixel the edit does not reach stays bit-identical to the input.
+pixel the edit does not reach stays bit-identical to the input. Fader.edit is Fader.analyse then
+Analysis.render, the very calls `fader serve` makes, so the server's pixels are `fader edit`'s.
 
 Several models are chained: each attribute goes to the first model that edits it, and each model
 edits the face as the one before it left it. Faces are aligned once, at the largest model size;
@@ -27,9 +30,9 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -42,10 +45,16 @@ from fadercli.attributes import AttributeSet, did_you_mean
 from fadercli.devices import pick_device
 from fadercli.editor import Editor
 from fadercli.errors import DownloadError, FaderError, ModelError, OutputError, UsageError
-from fadercli.grids import fit_size, pad, resize, save_gif, tile
-from fadercli.images import Photo, from_array, from_pil, image_format, read_image, save_image, to_pil, to_uint8
+from fadercli.grids import fit_size, gif_bytes, pad, resize, save_gif, tile
+from fadercli.images import (
+    Photo, encode_image, from_array, from_pil, image_format, read_image, save_image, to_pil, to_uint8,
+)
 from fadercli.model import AutoEncoder
 from fadercli.weights import LoadedModel, default_slider_ranges, require_kind
+
+if TYPE_CHECKING:
+    from fadercli.analysis import Analysis
+    from fadercli.video.editing import VideoResult
 
 ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
 DEFAULT_BATCH = 16  # faces per pass through the models: enough to keep a CPU busy, little memory
@@ -112,6 +121,10 @@ class Step:
     shift: dict[str, float]
 
 
+# One model's part of an edit on its input crops: (i, step, crops) -> (edited, estimated, target values).
+Stage = Callable[[int, Step, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class _Pending:
     source: ImageLike
@@ -125,7 +138,7 @@ class Fader:
 
     def __init__(
         self,
-        models: Sequence[LoadedModel | AutoEncoder],
+        models: Sequence[Model | LoadedModel | AutoEncoder],
         *,
         device: str | torch.device = "auto",
         batch_size: int = DEFAULT_BATCH,
@@ -143,7 +156,9 @@ class Fader:
         self.models = [self._model(m) for m in models]
         self._classifiers: dict[str, LoadedModel | None] = {}
 
-    def _model(self, model: LoadedModel | AutoEncoder) -> Model:
+    def _model(self, model: Model | LoadedModel | AutoEncoder) -> Model:
+        if isinstance(model, Model):  # already made ready (e.g. shared by several Fader objects)
+            return model
         if isinstance(model, AutoEncoder):
             attributes = AttributeSet.from_pairs(model.config.attributes)
             model = LoadedModel("fader", model, model.config, default_slider_ranges(attributes))
@@ -193,7 +208,9 @@ class Fader:
                     return model, a.name
         names = self.attributes
         what = "this model edits" if len(self.models) == 1 else "these models edit"
-        raise UsageError(f"unknown attribute {name!r}: {what} {', '.join(names)}.{did_you_mean(name, names)}")
+        raise UsageError(
+            f"unknown attribute {name!r}: {what} {', '.join(names)}.{did_you_mean(name, names)}", code="unknown_attribute"
+        )
 
     def slider_range(self, name: str) -> tuple[float, float]:
         """The recommended range of an attribute (the model's metadata; the authors': 1 - max .. max)."""
@@ -234,8 +251,30 @@ class Fader:
         align: bool = True,
     ) -> EditResult:
         """Edit the faces of one image: `values` sets attributes (0 without, 1 with, beyond exaggerates),
-        `shift` moves them from the value the model estimates for each face. NoFaceError if none."""
-        return next(self.edit_many([image], values, shift, face=face, align=align))
+        `shift` moves them from the value the model estimates for each face. NoFaceError if none.
+        The same as `analyse(image).render(values, shift)`, which is how it is done."""
+        self.plan(values, shift)  # names and values checked before the image is read
+        analysis = self.analyse(image, face=face, align=align)
+        result = analysis.render(values, shift)
+        return replace(result, image=_like(result.image, image), seconds=analysis.seconds + result.seconds)
+
+    def analyse(
+        self, image: ImageLike, *, face: str | int = "all", align: bool = True, name: str | None = None
+    ) -> Analysis:
+        """Find the faces of an image once, for any number of renders (analysis.Analysis): each model
+        encodes the faces, estimates their own values and reconstructs them the first time it is needed.
+        `name` is what error messages call the image (default: its path, or "the photo")."""
+        from fadercli.analysis import Analysis
+
+        started = time.perf_counter()
+        photo = as_photo(image)
+        choice = facelib.parse_face_choice(str(face))
+        where = name or (str(photo.path) if photo.path else "the photo")
+        if align:
+            faces = facelib.select_faces(facelib.find_faces(photo, threshold=self.threshold), choice, where)
+        else:
+            faces = [(0, None)]
+        return Analysis(self, image, photo, faces, where, time.perf_counter() - started)
 
     def edit_many(
         self,
@@ -282,11 +321,8 @@ class Fader:
         k = 0
         for item in batch:
             started = time.perf_counter()
-            photo = item.photo
-            for f in item.aligned:
-                photo = facelib.paste(photo, f.alignment, edited[k], reference[k], inplace=photo is not item.photo)
-                k += 1
-            first = k - len(item.aligned)
+            first, k = k, k + len(item.aligned)
+            photo = paste_faces(item.photo, [f.alignment for f in item.aligned], edited[first:k], reference[first:k])
             results = [
                 FaceResult(f.index, f.face.box if f.face else None, estimated[first + i], values[first + i])
                 for i, f in enumerate(item.aligned)
@@ -296,22 +332,28 @@ class Fader:
 
     @torch.inference_mode()
     def _edit_crops(
-        self, x: torch.Tensor, plan: list[Step]
+        self, x: torch.Tensor, plan: list[Step], stage: Stage | None = None
     ) -> tuple[torch.Tensor, list[dict[str, float]], list[dict[str, float]]]:
-        """Crops in [-1, 1] through each model in turn -> (edited crops, estimated values, values given)."""
+        """Crops in [-1, 1] through each model in turn -> (edited crops, estimated values, values given).
+
+        `stage(i, step, xin)` does step i on its input crops (default: analyse them, then render);
+        an Analysis passes one that reuses what it analysed before."""
         size = x.shape[-1]
         current = x
         estimated: list[dict[str, float]] = [{} for _ in range(len(x))]
         given: list[dict[str, float]] = [{} for _ in range(len(x))]
-        for step in plan:
+        for i, step in enumerate(plan):
             model = step.model
             xin = _resize(current, model.size)
-            edited, estimate, target = model.editor.edit(xin, step.absolute, step.shift)
+            if stage is None:
+                edited, estimate, target = model.editor.edit(xin, step.absolute, step.shift)
+            else:
+                edited, estimate, target = stage(i, step, xin)
             current = edited if model.size == size else (current + _resize(edited - xin, size)).clamp(-1, 1)
             names = model.attributes.names
-            for i, (e, t) in enumerate(zip(estimate.tolist(), target.tolist())):
-                estimated[i].update(zip(names, e))
-                given[i].update(zip(names, t))
+            for j, (e, t) in enumerate(zip(estimate.tolist(), target.tolist())):
+                estimated[j].update(zip(names, e))
+                given[j].update(zip(names, t))
         return current, estimated, given
 
     # ------------------------------------------------------------ inspecting
@@ -352,6 +394,48 @@ class Fader:
             self._classifiers[spec] = loaded
         return self._classifiers[spec]
 
+    # ------------------------------------------------------------ video (fadercli/video)
+
+    def edit_video(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        values: Mapping[str, float] | None = None,
+        shift: Mapping[str, float] | None = None,
+        *,
+        face: str | int = "all",
+        align: bool = True,
+        crf: int | None = None,
+        preset: str = "medium",
+        partial: bool = False,
+        allow_no_face: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> VideoResult:
+        """Edit the faces of every frame of a clip and write it to `dst` (.mp4, .mov, .mkv: H.264;
+        .webm: VP9), with the input's timestamps, rotation and audio (copied). Faces are tracked, their
+        framing smoothed over time and each track's own values estimated once, so the edit does not
+        flicker. `face` chooses among tracks (0 = the largest median size). `progress(stage, done,
+        total)` is called per frame: stage "tracking", then "editing". NoFaceError when no frame has
+        a face (unless `allow_no_face`); InputError for a truncated clip (unless `partial`)."""
+        from fadercli.video.editing import edit_clip
+
+        return edit_clip(self, src, dst, values, shift, face=face, align=align, crf=crf, preset=preset,
+                         partial=partial, allow_no_face=allow_no_face, progress=progress)
+
+    def inspect_video(
+        self,
+        src: str | os.PathLike,
+        *,
+        face: str | int = "all",
+        align: bool = True,
+        partial: bool = False,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> VideoResult:
+        """A clip's tracked faces: per track its frames, median box and own values (medians over the track)."""
+        from fadercli.video.editing import inspect_clip
+
+        return inspect_clip(self, src, face=face, align=align, partial=partial, progress=progress)
+
     # ------------------------------------------------------------ sweeping
 
     @torch.inference_mode()
@@ -368,10 +452,14 @@ class Fader:
         max_size: int = 256,
     ) -> Sweep:
         """Each attribute slid through `steps` values over `value_range` (default: the attribute's
-        recommended range), the others kept at each face's own values. Each face is encoded once per
+        recommended range), the others kept at each face's own values. `images` may be analyses
+        (Fader.analyse), whose faces are not looked for again (`align` is then theirs). Each face is encoded once per
         model; all steps are decoded in batches. Cells show the whole photo with its faces edited, or
         with `crop` the aligned faces, scaled so that their longer side is `max_size` pixels."""
-        images = [images] if isinstance(images, (str, os.PathLike, Photo, Image.Image, np.ndarray)) else list(images)
+        from fadercli.analysis import Analysis
+
+        single = (str, os.PathLike, Photo, Image.Image, np.ndarray, Analysis)
+        images = [images] if isinstance(images, single) else list(images)
         names = [attributes] if isinstance(attributes, str) else list(attributes)
         if not images or not names:
             raise UsageError("a sweep needs at least one image and one attribute")
@@ -391,9 +479,11 @@ class Fader:
             values[name] = np.linspace(lo, hi, steps)
         size = max(model.size for model, _ in owners)
         choice = facelib.parse_face_choice(str(face))
-        photos = [as_photo(image) for image in images]
+        photos = [image.photo if isinstance(image, Analysis) else as_photo(image) for image in images]
         aligned = [
-            facelib.align_faces(p, size=size, choice=choice, align=align, threshold=self.threshold) for p in photos
+            image.aligned(size, choice) if isinstance(image, Analysis)
+            else facelib.align_faces(p, size=size, choice=choice, align=align, threshold=self.threshold)
+            for image, p in zip(images, photos)
         ]
         x = _tensor([f.crop for faces in aligned for f in faces]).to(self.device)
         analyses: dict[int, tuple] = {}
@@ -495,17 +585,31 @@ class Sweep:
         return tile(rows, captions)
 
     def save(self, path: str | os.PathLike, *, fps: float = 8.0, bounce: bool = False) -> Path:
-        """`.gif`: the animation (looping); any other image format: the static grid. Written atomically."""
+        """`.gif`: the animation (looping); `.mp4`, `.webm`, ...: the animation as video (full colour,
+        H.264 or VP9; see fadercli/video); any other image format: the static grid. Written atomically."""
+        from fadercli.video import is_writable_video
+
         path = Path(path)
-        if path.suffix.lower() == ".gif":
+        if path.suffix.lower() == ".gif" or is_writable_video(path):
             if not path.parent.is_dir():
                 raise OutputError(f"cannot write {path}: no such folder {path.parent}")
-            save_gif(self.frames(bounce), path, fps=fps)
+            if is_writable_video(path):
+                from fadercli.video.clips import save_video
+
+                save_video([np.asarray(f) for f in self.frames(bounce)], path, fps=fps)
+            else:
+                save_gif(self.frames(bounce), path, fps=fps)
         elif image_format(path) is None:
             raise UsageError(f"{path}: give a .gif (animation) or an image file name such as .png or .jpg (grid)")
         else:
             save_image(from_array(np.asarray(self.grid())), path)
         return path
+
+    def encode(self, format: str = "gif", *, fps: float = 8.0, bounce: bool = False) -> bytes:
+        """The bytes `save` writes: "gif" the animation, another image format (png, jpeg, ...) the grid."""
+        if format.lower() == "gif":
+            return gif_bytes(self.frames(bounce), fps=fps)
+        return encode_image(from_array(np.asarray(self.grid())), format)
 
 
 # ---------------------------------------------------------------- images in and out
@@ -531,6 +635,16 @@ def _like(photo: Photo, source: ImageLike) -> Photo | Image.Image | np.ndarray:
     if isinstance(source, np.ndarray):
         return photo.pixels[..., 0] if source.ndim == 2 else photo.pixels
     return photo
+
+
+def paste_faces(
+    photo: Photo, alignments: Sequence[facelib.Alignment], edited: Sequence[np.ndarray], reference: Sequence[np.ndarray]
+) -> Photo:
+    """Each face's change (edited - reference crops, [0, 1]) pasted back, in order, into a copy of the photo."""
+    out = photo
+    for alignment, e, r in zip(alignments, edited, reference):
+        out = facelib.paste(out, alignment, e, r, inplace=out is not photo)
+    return out
 
 
 def _tensor(crops: Sequence[np.ndarray]) -> torch.Tensor:

@@ -82,7 +82,8 @@ class AttributeSet:
             if a.name.lower() == name.lower():
                 return a.name
         raise UsageError(
-            f"unknown attribute {name!r}: this model edits {', '.join(self.names)}.{did_you_mean(name, self.names)}"
+            f"unknown attribute {name!r}: this model edits {', '.join(self.names)}.{did_you_mean(name, self.names)}",
+            code="unknown_attribute",
         )
 
     def index(self, name: str) -> int:

@@ -145,9 +145,27 @@ class Editor:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(edited crops, the faces' estimated values, the target values) for a batch of crops."""
         x = x.to(self.device)
-        features, estimate, recon = self.analyse(x)
+        return self.render(x, self.analyse(x), absolute, shift)
+
+    @torch.inference_mode()
+    def render(
+        self,
+        x: torch.Tensor,
+        analysis: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor],
+        absolute: Mapping[str, float] | None = None,
+        shift: Mapping[str, float] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`edit` from an analysis of `x` (what `analyse(x)` returned): one decode and the composition.
+        A face given its own values comes back exactly as it was (compose would be off by rounding)."""
+        features, estimate, recon = analysis
+        x = x.to(self.device)
         target = self.values_for(estimate, absolute, shift)
-        return compose(x, recon, self.decode(features, target)), estimate, target
+        same = (target == estimate).all(1)
+        if same.all():
+            return x, estimate, target
+        out = compose(x, recon, self.decode(features, target))
+        out[same] = x[same]
+        return out, estimate, target
 
     @torch.inference_mode()
     def sweep(

@@ -1,53 +1,72 @@
-"""Known failures and their exit codes.
+"""Known failures, their exit codes and their codes for programs.
 
 The CLI's error boundary turns any FaderError into one line on stderr and `exit_code`; anything
 else is a bug and keeps its traceback. The codes are documented in README.md ("Exit codes").
 """
 
+from __future__ import annotations
+
 
 class FaderError(Exception):
-    """A failure the user can act on; its message is the whole story, on one line."""
+    """A failure the user can act on; its message is the whole story, on one line.
+
+    `code` names the failure for programs (the HTTP API answers it beside the message): each class
+    has its own, and a raise site can name a more precise one (`InputError(..., code="not_an_image")`).
+    """
 
     exit_code = 1
+    code = "error"
+
+    def __init__(self, message: str = "", *, code: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class UsageError(FaderError):
     """A bad option value: unknown attribute, unparsable `Name=value`, conflicting flags."""
 
     exit_code = 2
+    code = "bad_value"
 
 
 class InputError(FaderError):
     """An input that cannot be used: missing, unreadable, not an image, bad training data."""
 
     exit_code = 3
+    code = "bad_input"
 
 
 class NoFaceError(FaderError):
     """No face was found where one was needed."""
 
     exit_code = 4
+    code = "no_face"
 
 
 class ModelError(FaderError):
     """A weights file or model name that cannot be used: corrupt, truncated, mismatched, unknown."""
 
     exit_code = 5
+    code = "bad_model"
 
 
 class DownloadError(FaderError):
     """A download failed: offline, HTTP error, timeout, checksum mismatch, no disk space."""
 
     exit_code = 6
+    code = "download_failed"
 
 
 class OutputError(FaderError):
     """An output cannot be written: exists without --force, unwritable folder."""
 
     exit_code = 7
+    code = "cannot_write"
 
 
 class DeviceError(FaderError):
     """The requested device cannot be used (e.g. --device cuda on a machine without CUDA)."""
 
     exit_code = 8
+    code = "no_device"

@@ -6,12 +6,14 @@ Geometry: an alignment is a 2x3 matrix M taking photo pixel coordinates to crop 
 Finding: YuNet finds faces from about 10 to about 250 pixels wide in its input, so a photo is
 searched at a few scales, from a copy whose long side is COARSE_SIDE up to full resolution (small
 photos enlarged, huge ones capped; large passes in tiles, to bound memory), and the candidates
-merged. Each candidate is then looked at
-again, upright and framed by its own landmarks at the size where YuNet's landmarks are best,
-mirrored and not (averaged: the mirror cancels YuNet's left/right bias), until the landmarks
-settle. The score of that second look decides: false finds (a texture seen at one scale) are
-rarely found again, or only weakly. A face rolled past ~45 degrees, whose first landmarks are
-wrong, is looked at turned a quarter either way and upside down.
+merged. Each candidate is then looked at again, upright and framed by its own landmarks at the
+size where YuNet's landmarks are best, mirrored and not (averaged: the mirror cancels YuNet's
+left/right bias), until the landmarks settle. The score of that second look decides, the lower of
+its last two looks: false finds (a texture seen at one scale) are rarely found again, or only
+weakly, or not alike twice. Faces the second look doubts are looked at in other ways: with black
+beyond the photo's edge (a face cut by the border), at half the size (blur and grain hide a face
+enlarged that far), and turned a quarter either way and upside down (a face rolled past ~45
+degrees, whose first landmarks are wrong).
 
 Aligning: the similarity transform (rotation, uniform scale, translation) that takes the two eyes
 and the mouth centre closest (least squares) to CelebA's template, bicubic, edge pixels repeated.
@@ -37,9 +39,10 @@ from fadercli.errors import ModelError, NoFaceError, UsageError
 from fadercli.images import Photo, centre_square, resize_square
 
 DEFAULT_SIZE = 256
-# Faces are kept by the score of the second look (see _refine). Measured on test photos: true faces
-# 0.91-0.95 (tiny, blurred, rotated, turned heads), false ones up to 0.64.
-DEFAULT_THRESHOLD = 0.7
+# Faces are kept by the score of the second look (see _refine). Measured (docs/experiments.md,
+# "Faces"): true faces 0.76-0.94 (cut by the border, tiny, grainy, greyscale, rolled), 0.8 and more
+# but for a few percent of them; false finds on photos without a person up to 0.78.
+DEFAULT_THRESHOLD = 0.75
 CANDIDATE_THRESHOLD = 0.4  # first finds, which the second look confirms or drops (tiny faces: ~0.4)
 MODEL_ENV = "FADER_DETECTOR_MODEL"
 
@@ -63,6 +66,8 @@ TILE_OVERLAP = 160  # faces the coarser pass is too small for are under ~60 px h
 REFINE_WINDOW = 320  # the upright window a candidate is looked at again in
 REFINE_FACE = 224  # ... holding a CelebA-framed crop of this size (eyes ~47 px apart)
 REFINE_BOX = 112  # a face's YuNet box at that size (its larger side)
+REFINE_SMALL = 112  # the second look's framing for faces it misses at REFINE_FACE (see _refine)
+LOOK_THRESHOLD = 0.3  # the least score a second look reports at all
 SURE = 0.9  # upright faces score ~0.93 on a second look, faces seen upside down ~0.85
 REFINE_ROUNDS = 4  # looks at most; measured: landmark spread over rescaled/rotated copies 13% of
 REFINE_SETTLED = 0.02  # the eye distance for the first find, 6.5% after one look, 3.4% after three
@@ -260,37 +265,65 @@ def _mirror(rows: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _look(detector, bgr: np.ndarray, window: np.ndarray, expected: np.ndarray, mirrored: bool) -> np.ndarray | None:
-    """Detect in a REFINE_WINDOW view of the photo (`window`: photo -> view) and keep the face whose
-    eyes are nearest `expected` (view coordinates), if within half their distance; with `mirrored`,
-    average with the same look at the mirrored view. A detection row in photo coordinates, or None."""
-    view = _warp(bgr, window, (REFINE_WINDOW, REFINE_WINDOW))
-    views = [_run(detector, view, 0.3)]
-    if mirrored:
-        views.append(_mirror(_run(detector, view[:, ::-1], 0.3), REFINE_WINDOW))
-    looks = []
-    for found in views:
-        if len(found):
-            error = np.linalg.norm(found[:, 4:8].reshape(-1, 2, 2) - expected, axis=2).max(axis=1)
-            best = int(np.argmin(error))
-            if error[best] < 0.5 * np.linalg.norm(expected[1] - expected[0]):
-                looks.append(found[best])
-    if not looks:
+def _nearest(found: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
+    """The detection whose eyes are nearest `expected`, if within half their distance."""
+    if not len(found):
         return None
-    mean = np.mean(looks, axis=0)
-    x, y, w, h = mean[:4]
-    points = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h], *mean[4:14].reshape(5, 2)])
+    error = np.linalg.norm(found[:, 4:8].reshape(-1, 2, 2) - expected, axis=2).max(axis=1)
+    best = int(np.argmin(error))
+    return found[best] if error[best] < 0.5 * np.linalg.norm(expected[1] - expected[0]) else None
+
+
+def _look_at(detector, view: np.ndarray, expected: np.ndarray, mirrored: bool) -> np.ndarray | None:
+    """The face near `expected` in a view (a row in view coordinates, or None); with `mirrored`,
+    averaged with the same look at the mirrored view."""
+    looks = [_nearest(_run(detector, view, LOOK_THRESHOLD), expected)]
+    if mirrored:
+        looks.append(_nearest(_mirror(_run(detector, view[:, ::-1], LOOK_THRESHOLD), view.shape[1]), expected))
+    seen = [look for look in looks if look is not None]
+    return np.mean(seen, axis=0) if seen else None
+
+
+def _leaves_photo(window: np.ndarray, size: int, width: int, height: int) -> bool:
+    corners = _apply(cv2.invertAffineTransform(window), np.array([[0, 0], [size, 0], [0, size], [size, size]]) - 0.5)
+    return bool((corners < -0.5).any() or (corners[:, 0] > width - 0.5).any() or (corners[:, 1] > height - 0.5).any())
+
+
+def _look(
+    detector, bgr: np.ndarray, window: np.ndarray, expected: np.ndarray, mirrored: bool, size: int = REFINE_WINDOW
+) -> np.ndarray | None:
+    """Detect in a size x size view of the photo (`window`: photo -> view) and keep the face whose
+    eyes are nearest `expected` (view coordinates), if within half their distance; with `mirrored`,
+    average with the same look at the mirrored view. A detection row in photo coordinates, or None.
+
+    Where the view reaches beyond the photo, its edge pixels repeated there streak a face cut by
+    the border, and YuNet doubts it (a first find of 0.9 looked at again at 0.5 to 0.7): a doubtful
+    look is also taken with black beyond the photo, as YuNet sees a photo's edge, and the surer score kept.
+    The landmarks stay those seen with the edge repeated, which place an eye beyond the border better.
+    """
+    found = _look_at(detector, _warp(bgr, window, (size, size)), expected, mirrored)
+    unsure = found is None or found[14] < SURE
+    if unsure and _leaves_photo(window, size, bgr.shape[1], bgr.shape[0]):
+        black = _look_at(detector, _warp(bgr, window, (size, size), cv2.BORDER_CONSTANT), expected, mirrored)
+        if black is not None and (found is None or black[14] > found[14]):
+            found = black if found is None else np.concatenate([found[:14], black[14:]])
+    if found is None:
+        return None
+    x, y, w, h = found[:4]
+    points = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h], *found[4:14].reshape(5, 2)])
     points = _apply(cv2.invertAffineTransform(window), points)
     (x0, y0), (x1, y1) = points[:4].min(axis=0), points[:4].max(axis=0)
-    return np.concatenate([[x0, y0, x1 - x0, y1 - y0], points[4:].ravel(), [mean[14]]])
+    return np.concatenate([[x0, y0, x1 - x0, y1 - y0], points[4:].ravel(), [found[14]]])
 
 
-def _look_again(detector, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
-    """Look at a face upright and CelebA-framed by its landmarks, mirrored and not."""
-    window = _crop_matrix(row[4:14].reshape(5, 2), REFINE_FACE)
-    window[:, 2] += (REFINE_WINDOW - REFINE_FACE) / 2
-    expected = template(REFINE_FACE)[:2] + (REFINE_WINDOW - REFINE_FACE) / 2
-    return _look(detector, bgr, window, expected, mirrored=True)
+def _look_again(detector, bgr: np.ndarray, row: np.ndarray, face: int = REFINE_FACE) -> np.ndarray | None:
+    """Look at a face upright and CelebA-framed by its landmarks (a face x face crop in a window
+    REFINE_WINDOW / REFINE_FACE times larger), mirrored and not."""
+    size = round(face * REFINE_WINDOW / REFINE_FACE)
+    window = _crop_matrix(row[4:14].reshape(5, 2), face)
+    window[:, 2] += (size - face) / 2
+    expected = template(face)[:2] + (size - face) / 2
+    return _look(detector, bgr, window, expected, mirrored=True, size=size)
 
 
 def _look_turned(detector, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
@@ -310,27 +343,43 @@ def _look_turned(detector, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | Non
     return max(found, key=lambda r: r[14], default=None)
 
 
+def _surer(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether look b is surer than look a (None: not found)."""
+    return b is not None and (a is None or b[14] > a[14])
+
+
 def _refine(detector, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
     """Look again until the landmarks settle: each look frames the face by the last one's landmarks,
     so the result no longer depends on the scale and roll the face was first found at. None if the
-    face cannot be found again: most false detections are not (a texture seen at one scale only)."""
+    face cannot be found again, or is lost on a later look: most false detections are not found
+    again (a texture seen at one scale only). The score is the lower of the last two looks': a face
+    scores alike on consecutive looks, while a false find's score wanders from look to look."""
+    face = REFINE_FACE
     looked = _look_again(detector, bgr, row)
+    if looked is None or looked[14] < SURE:
+        # Blur and grain hide a face enlarged that much (measured: an old, soft, grainy photo's face
+        # found at 0.85 first, and not at all at REFINE_FACE, is found at 0.8-0.9 at half that).
+        small = _look_again(detector, bgr, row, REFINE_SMALL)
+        if _surer(looked, small):
+            looked, face = small, REFINE_SMALL
     if looked is None or looked[14] < SURE:
         # Perhaps rolled far, or upside down (which YuNet also takes for a face, less surely).
         turned = _look_turned(detector, bgr, row)
         turned = None if turned is None else _look_again(detector, bgr, turned)
-        if turned is not None and (looked is None or turned[14] > looked[14]):
-            looked = turned
+        if _surer(looked, turned):
+            looked, face = turned, REFINE_FACE
     if looked is None:
         return None
+    previous = looked[14]
     for _ in range(REFINE_ROUNDS - 1):
-        again = _look_again(detector, bgr, looked)
+        again = _look_again(detector, bgr, looked, face)
         if again is None:
-            break
+            return None
         moved = np.abs(again[4:14] - looked[4:14]).max()
-        looked = again
+        previous, looked = looked[14], again
         if moved < REFINE_SETTLED * np.linalg.norm(again[4:6] - again[6:8]):
             break
+    looked[14] = min(looked[14], previous)
     return looked
 
 
@@ -408,8 +457,9 @@ def whole_image(width: int, height: int, size: int = DEFAULT_SIZE) -> Alignment:
     return Alignment(((s, 0.0, (0.5 - left) * s - 0.5), (0.0, s, (0.5 - top) * s - 0.5)), size, whole=True)
 
 
-def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """cv2.warpAffine (bicubic, edge pixels repeated) that area-averages first where it shrinks a lot."""
+def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int], border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """cv2.warpAffine (bicubic; beyond the source, edge pixels repeated or, with BORDER_CONSTANT,
+    black) that area-averages first where it shrinks a lot."""
     m = np.asarray(m, dtype=np.float64)
     fx, fy = min(1.0, math.hypot(m[0, 0], m[1, 0])), min(1.0, math.hypot(m[0, 1], m[1, 1]))
     if min(fx, fy) < SHRINK_BELOW:
@@ -418,7 +468,7 @@ def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         src = cv2.resize(src, small, interpolation=cv2.INTER_AREA)
         d = np.array([w / small[0], h / small[1]])  # small -> original, pixel centres kept
         m = np.column_stack([m[:, :2] * d, m[:, 2] + m[:, :2] @ (0.5 * d - 0.5)])
-    return cv2.warpAffine(src, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(src, m, size, flags=cv2.INTER_CUBIC, borderMode=border)
 
 
 def _footprint(alignment: Alignment, width: int, height: int, margin: int = 0) -> tuple[int, int, int, int]:
@@ -546,7 +596,7 @@ def select_faces(faces: list[Face], choice: str | int, where: str = "the photo")
     if choice == "largest":
         return [(0, faces[0])]
     if not 0 <= choice < len(faces):
-        raise NoFaceError(f"no face {choice} in {where}: {len(faces)} found (0 = the largest)")
+        raise NoFaceError(f"no face {choice} in {where}: {len(faces)} found (0 = the largest)", code="no_such_face")
     return [(choice, faces[choice])]
 
 
@@ -595,3 +645,26 @@ def debug_view(photo: Photo, faces: list[AlignedFace]) -> np.ndarray:
         )
     return view
 
+
+# ---------------------------------------------------------------------------------------------
+# Following faces from one video frame to the next
+
+
+def follow(
+    image: Photo | np.ndarray, faces: list[Face], *, model: str | os.PathLike | None = None
+) -> list[Face | None]:
+    """Each face looked at once more where it was: find_faces' second look (upright, framed by the
+    face's landmarks, mirrored and not) in `image`, say the next frame of a video; None where no
+    face is found there. A small fraction of find_faces' time: no search over the whole image."""
+    rgb = image.rgb8() if isinstance(image, Photo) else np.asarray(image)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    detector = _detector(str(model or detector_model()))
+    found: list[Face | None] = []
+    for face in faces:
+        row = _look_again(detector, bgr, np.concatenate([face.box, face.points.ravel(), [face.score]]))
+        if row is None:
+            found.append(None)
+            continue
+        landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
+        found.append(Face(tuple(float(v) for v in row[:4]), landmarks, float(row[14])))
+    return found

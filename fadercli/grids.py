@@ -90,11 +90,21 @@ def save_gif(frames: Sequence[Image.Image], path, *, fps: float = 8.0, loop: boo
     """An animated GIF, written atomically; each frame gets its own palette (see quantize)."""
     from fadercli.files import atomic_path
 
+    data = gif_bytes(frames, fps=fps, loop=loop)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def gif_bytes(frames: Sequence[Image.Image], *, fps: float = 8.0, loop: bool = True) -> bytes:
+    """The bytes of the animated GIF save_gif writes."""
+    import io
+
     paletted = [quantize(f) for f in frames]
     # GIF counts frame times in hundredths of a second; browsers slow down anything under 2.
     duration = 10 * max(2, round(100 / fps))
-    with atomic_path(path) as tmp:
-        paletted[0].save(
-            tmp, format="GIF", save_all=True, append_images=paletted[1:], duration=duration,
-            disposal=1, **({"loop": 0} if loop else {}),  # no loop key: play once
-        )
+    buffer = io.BytesIO()
+    paletted[0].save(
+        buffer, format="GIF", save_all=True, append_images=paletted[1:], duration=duration,
+        disposal=1, **({"loop": 0} if loop else {}),  # no loop key: play once
+    )
+    return buffer.getvalue()

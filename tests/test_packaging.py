@@ -21,15 +21,15 @@ def _imported_modules(*args: str) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
-def test_help_imports_neither_torch_nor_cv2():
+def test_help_imports_neither_torch_nor_cv2_nor_av():
     commands = (
         ["info"], ["models"], ["models", "list"], ["align"], ["train"], ["eval"], ["demo"], ["edit"], ["sweep"],
-        ["inspect"],
+        ["inspect"], ["serve"],
     )
     for args in (["--help"], ["--version"], *([*c, "--help"] for c in commands)):
         modules = _imported_modules(*args)
         assert "typer" in modules  # the trace is real
-        assert not modules & {"torch", "cv2", "numpy", "PIL"}, args
+        assert not modules & {"torch", "cv2", "numpy", "PIL", "av", "fastapi", "starlette", "uvicorn", "pydantic"}, args
 
 
 def test_console_script_and_module_entry_points():

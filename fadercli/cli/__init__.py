@@ -16,6 +16,7 @@ from fadercli.cli import demo as _demo
 from fadercli.cli import edit as _edit
 from fadercli.cli import info as _info
 from fadercli.cli import models as _models
+from fadercli.cli import serve as _serve
 from fadercli.cli import sweep as _sweep
 from fadercli.cli import train as _train
 from fadercli.errors import FaderError
@@ -82,6 +83,7 @@ app.command("align")(_align.align)
 app.command("train")(_train.train)
 app.command("eval")(_train.evaluate)
 app.command("demo")(_demo.demo)
+app.command("serve")(_serve.serve)
 
 
 def main() -> None:

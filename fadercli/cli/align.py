@@ -22,7 +22,7 @@ def align(
     ] = False,
     threshold: Annotated[
         float | None,
-        typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.7); lower finds more."),
+        typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.75); lower finds more."),
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Also write <stem>_debug.jpg: boxes, landmarks and crop outlines.")

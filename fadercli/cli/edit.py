@@ -15,10 +15,14 @@ from fadercli.cli.shared import Device, Face, Failures, Json, Models, NoAlign, Q
 from fadercli.errors import FaderError, InputError, OutputError, UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.")]
+Media = Annotated[
+    list[str], typer.Argument(help="Image and video files, folders (the images and clips in them, sorted) or glob patterns.")
+]
+Partial = Annotated[bool, typer.Option("--partial", help="Clips: a truncated clip gives the frames that decode (else it is refused).")]
 
 
 def edit(
-    inputs: Inputs,
+    inputs: Media,
     set_: Annotated[
         Optional[list[str]],
         typer.Option("--set", help="NAME=VALUE: 0 without, 1 with, beyond exaggerates (repeatable).", show_default=False),
@@ -45,18 +49,31 @@ def edit(
     threshold: Threshold = None,
     device: Device = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per pass through the model.")] = 16,
+    crf: Annotated[
+        Optional[int],
+        typer.Option("--crf", help="Clips: constant quality, lower is better (H.264 0-51, default 18; VP9 0-63, default 30).",
+                     show_default=False),
+    ] = None,
+    preset: Annotated[
+        str, typer.Option("--preset", help="Clips: H.264's speed/size trade-off, ultrafast .. veryslow (VP9: its speed).")
+    ] = "medium",
+    partial: Partial = False,
+    allow_no_face: Annotated[
+        bool, typer.Option("--allow-no-face", help="Clips: write a clip in which no face is found, unedited (else exit code 4).")
+    ] = False,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Edit the faces in photos: each output is the input with only its faces changed (<stem>_fader.<ext> beside it by default).
+    """Edit the faces in photos and clips: each output is the input with only its faces changed (<stem>_fader.<ext> beside it by default).
 
-    Outputs keep the input's size, mode and format; existing files are kept unless --force, inputs unless --in-place. Images that fail (no face, unreadable) are reported and skipped; the exit code is then the first failure's.
+    Outputs keep the input's size, mode and format; existing files are kept unless --force, inputs unless --in-place. Clips (mp4, mov, mkv, webm, avi, ...) keep their frame rate, timestamps, rotation, audio and subtitles (copied); the picture is H.264 (VP9 in .webm). Inputs that fail (no face, unreadable) are reported and skipped; the exit code is then the first failure's.
     """
     from fadercli.api import Fader
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs, output_format, save_image
     from fadercli.progress import progress_bar
+    from fadercli.video import is_video
 
     values, shifts = _assignments(set_, "--set"), _assignments(shift, "--shift")
     if not values and not shifts:
@@ -66,10 +83,17 @@ def edit(
         raise UsageError(f"{sorted(both)[0]} is both set and shifted: give one")
     choice = parse_face_choice(face)
     file_format, extension = output_format(fmt) if fmt else (None, None)
-    paths = list(dict.fromkeys(expand_inputs(inputs)))
+    paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
     if not paths:
-        raise InputError(f"no images in {' '.join(inputs)}")
-    targets = _targets(paths, output, out_dir, in_place, extension, force)
+        raise InputError(f"no images or clips in {' '.join(inputs)}")
+    clips = [p for p in paths if is_video(p)]
+    photos = [p for p in paths if not is_video(p)]
+    targets = _targets(paths, output, out_dir, in_place, extension, force, clips=set(clips))
+    if clips:
+        from fadercli.video.clips import check_settings, muxer_for
+
+        for clip in clips:
+            check_settings(muxer_for(targets[clip]), crf, preset)
 
     fader = Fader.load(
         model or None, attributes=[*values, *shifts], device=device, batch_size=batch_size, threshold=threshold,
@@ -83,14 +107,14 @@ def edit(
 
     failures = Failures()
     written = 0
-    with progress_bar(len(paths) > 1 and not quiet) as bar:
-        task = bar.add_task("editing", total=len(paths))
+    with progress_bar(len(photos) > 1 and not quiet) as bar:
+        task = bar.add_task("editing", total=len(photos))
 
         def report(source, error: FaderError) -> None:
             failures.report(error)
             bar.advance(task)
 
-        for result in fader.edit_many(paths, values, shifts, face=choice, align=not no_align, on_error=report):
+        for result in fader.edit_many(photos, values, shifts, face=choice, align=not no_align, on_error=report):
             target = targets[result.source]
             started = time.perf_counter()
             try:
@@ -107,9 +131,49 @@ def edit(
                 typer.echo(json.dumps(record))
             else:
                 typer.echo(str(target))
+    for clip in clips:
+        target = targets[clip]
+        with progress_bar(not quiet, info=True) as bar:
+            try:
+                result = fader.edit_video(
+                    clip, target, values, shifts, face=choice, align=not no_align, crf=crf, preset=preset,
+                    partial=partial, allow_no_face=allow_no_face, progress=frame_progress(bar, clip.name),
+                )
+            except FaderError as e:
+                failures.report(e)
+                continue
+        written += 1
+        for note in result.notes:
+            say(note)
+        if as_json:
+            record = {"input": str(clip), "output": str(target), "frames": result.frames, "fps": round(result.rate, 3),
+                      "size": list(result.size), "tracks": [t.to_dict() for t in result.tracks], "values": requested,
+                      "seconds": round(result.seconds, 3)}
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(str(target))
+        if not quiet:
+            say(f"{clip}: {result.frames} frames, {len(result.tracks)} face track(s), {result.frames / result.seconds:.1f} frames/s")
     if len(paths) > 1 and not quiet:
-        say(f"{written} of {len(paths)} image(s) edited")
+        say(f"{written} of {len(paths)} {'input(s)' if clips else 'image(s)'} edited")
     failures.exit()
+
+
+def frame_progress(bar, name: str):
+    """A progress callback for Fader.edit_video / inspect_video: a bar per stage, with frames/s."""
+    tasks: dict[str, tuple[int, float]] = {}
+    last = [time.perf_counter()]  # a stage starts where the one before ended
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        now = time.perf_counter()
+        if stage not in tasks:
+            tasks[stage] = (bar.add_task(f"{name}: {stage}", total=total, info=""), last[0])
+        task, started = tasks[stage]
+        last[0] = now
+        speed = f"{done / (now - started):.1f} frames/s" if now - started > 0.2 else ""
+        bar.update(task, completed=done, total=total, info=speed)
+
+    return update
 
 
 def _assignments(texts: list[str] | None, option: str) -> dict[str, float]:
@@ -130,9 +194,11 @@ def _canonical(fader, given: dict[str, float]) -> dict[str, float]:
 
 
 def _targets(
-    paths: list[Path], output: Path | None, out_dir: Path | None, in_place: bool, extension: str | None, force: bool
+    paths: list[Path], output: Path | None, out_dir: Path | None, in_place: bool, extension: str | None, force: bool,
+    clips: set[Path] = frozenset(),
 ) -> dict[Path, Path]:
-    """Where each input's result goes; every output problem found before any work is done."""
+    """Where each input's result goes (--format's extension for photos; `clips` keep theirs); every
+    output problem found before any work is done."""
     if sum(map(bool, (output, out_dir, in_place))) > 1:
         raise UsageError("give only one of -o, --out-dir and --in-place")
     if output is not None and len(paths) > 1:
@@ -146,7 +212,7 @@ def _targets(
     elif output is not None:
         targets = {paths[0]: output}
     else:
-        targets = {p: (out_dir or p.parent) / f"{p.stem}_fader{extension or p.suffix}" for p in paths}
+        targets = {p: (out_dir or p.parent) / f"{p.stem}_fader{_suffix(p, extension, clips)}" for p in paths}
     inputs = {p.resolve(): p for p in paths}
     claimed: dict[Path, Path] = {}
     for source, target in targets.items():
@@ -164,6 +230,15 @@ def _targets(
     return targets
 
 
+def _suffix(path: Path, extension: str | None, clips: set[Path]) -> str:
+    """An output's extension: --format's for photos; a clip's own where fader writes it, else .mp4."""
+    if path not in clips:
+        return extension or path.suffix
+    from fadercli.video import is_writable_video
+
+    return path.suffix if is_writable_video(path) else ".mp4"
+
+
 def _check_writable(folder: Path, target: Path, create: bool) -> None:
     """The folder must be a writable folder; one to be created (`create`), its nearest existing parent."""
     existing = folder
@@ -176,7 +251,7 @@ def _check_writable(folder: Path, target: Path, create: bool) -> None:
 
 
 def inspect(
-    inputs: Inputs,
+    inputs: Media,
     model: Models = None,
     attr: Annotated[
         Optional[list[str]],
@@ -186,23 +261,38 @@ def inspect(
     no_align: NoAlign = False,
     threshold: Threshold = None,
     device: Device = "auto",
+    partial: Partial = False,
     as_json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
-    """Print each face's own attribute values as the model estimates them (the values whose reconstruction matches the face best), and where a classifier is at hand (a training run's, the authors' for theirs) its probabilities."""
+    """Print each face's own attribute values as the model estimates them (the values whose reconstruction matches the face best), and where a classifier is at hand (a training run's, the authors' for theirs) its probabilities.
+
+    A clip gives a line per face track: the frames it spans and the median of its values over frames spread along it.
+    """
     from fadercli.api import Fader
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs
+    from fadercli.progress import progress_bar
+    from fadercli.video import is_video
 
     choice = parse_face_choice(face)
-    paths = list(dict.fromkeys(expand_inputs(inputs)))
+    paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
     fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold)
     say(f"device: {describe(fader.device)}")
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
     failures = Failures()
     for path in paths:
         try:
-            results = fader.inspect(path, face=choice, align=not no_align)
+            if is_video(path):
+                with progress_bar(not quiet, info=True) as bar:
+                    clip = fader.inspect_video(path, face=choice, align=not no_align, partial=partial,
+                                               progress=frame_progress(bar, path.name))
+                for note in clip.notes:
+                    say(note)
+                results = clip.tracks
+            else:
+                results = fader.inspect(path, face=choice, align=not no_align)
         except FaderError as e:
             failures.report(e)
             continue
@@ -215,5 +305,6 @@ def inspect(
                 p = (result.probabilities or {}).get(name)
                 seen = f" (classifier {p:.0%})" if isinstance(p, float) else ""
                 parts.append(f"{name} {result.estimated[name]:.2f}{seen}")
-            typer.echo(f"{path}  face {result.index}  " + "  ".join(parts))
+            where = (f"track {result.index}  frames {result.first}-{result.last}" if is_video(path) else f"face {result.index}")
+            typer.echo(f"{path}  {where}  " + "  ".join(parts))
     failures.exit()

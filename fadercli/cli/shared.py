@@ -23,7 +23,7 @@ NoAlign = Annotated[
 ]
 Threshold = Annotated[
     Optional[float],
-    typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.7); lower finds more."),
+    typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.75); lower finds more."),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.")]

@@ -1,4 +1,4 @@
-"""`fader sweep INPUT... --attr NAME --steps N -o OUT`: an attribute slid through its range, as a GIF or a grid."""
+"""`fader sweep INPUT... --attr NAME --steps N -o OUT`: an attribute slid through its range, as a GIF, a video or a grid."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ from fadercli.errors import OutputError, UsageError
 def sweep(
     inputs: Inputs,
     attr: Annotated[list[str], typer.Option("--attr", help="Attribute to slide (repeatable).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help=".gif: an animation; .png, .jpg, ...: a grid.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help=".gif: an animation; .mp4, .webm, ...: the same as video; .png, .jpg, ...: a grid.")
+    ],
     steps: Annotated[int, typer.Option("--steps", help="Values from the low to the high end.")] = 10,
+    seconds: Annotated[
+        Optional[float],
+        typer.Option("--seconds", help="Animations: last this long, a value per frame between the range's ends (instead of --steps).",
+                     show_default=False),
+    ] = None,
     value_range: Annotated[
         Optional[str],
         typer.Option("--range", help="LO:HI, e.g. -1:2; default: each attribute's recommended range.", show_default=False),
@@ -27,16 +34,20 @@ def sweep(
     no_align: NoAlign = False,
     crop: Annotated[bool, typer.Option("--crop", help="Show the aligned face crops instead of the whole photos.")] = False,
     loop: Annotated[
-        bool, typer.Option("--loop/--bounce", help="GIF: restart from the low end, or go back down (2 x steps - 2 frames).")
+        bool, typer.Option("--loop/--bounce", help="Animations: restart from the low end, or go back down (2 x steps - 2 frames).")
     ] = True,
-    fps: Annotated[float, typer.Option("--fps", help="GIF frames per second (GIF rounds frame times to 1/100 s).")] = 8.0,
+    fps: Annotated[
+        Optional[float],
+        typer.Option("--fps", help="Animation frames per second: default 8, or 25 with --seconds (GIF rounds frame times to 1/100 s).",
+                     show_default=False),
+    ] = None,
     max_size: Annotated[int, typer.Option("--max-size", help="Longer side of each cell, in pixels.")] = 256,
     threshold: Threshold = None,
     device: Device = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Slide attributes through a range of values: an animated GIF whose every frame is a grid (a row per input, or per face with --crop; a column per attribute; the value under each cell), or a static grid (a row per input and attribute: the original, then each step).
+    """Slide attributes through a range of values: an animated GIF or video (.mp4: H.264, .webm: VP9, full colour) whose every frame is a grid (a row per input, or per face with --crop; a column per attribute; the value under each cell), or a static grid (a row per input and attribute: the original, then each step).
 
     Each face is encoded once; all steps are decoded in batches. Cells are scaled so that their longer side is --max-size: a grid of R rows and C columns of w x h cells is C x (w + 2) + 2 by R x (h + 14) + 2 pixels.
     """
@@ -44,11 +55,21 @@ def sweep(
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs, image_format
+    from fadercli.video import is_writable_video
 
-    if output.suffix.lower() != ".gif" and image_format(output) is None:
-        raise UsageError(f"-o {output}: give a .gif (animation) or an image file name such as .png or .jpg (grid)")
-    if not 0 < fps <= 50:
-        raise UsageError(f"--fps must be above 0 and at most 50, got {fps:g}")
+    video = is_writable_video(output)
+    animated = video or output.suffix.lower() == ".gif"
+    if not animated and image_format(output) is None:
+        raise UsageError(f"-o {output}: give a .gif or .mp4/.webm (animation) or an image file name such as .png or .jpg (grid)")
+    fps = fps if fps is not None else 25.0 if seconds is not None else 8.0
+    if not 0 < fps <= (120 if video else 50):
+        raise UsageError(f"--fps must be above 0 and at most {120 if video else 50}, got {fps:g}")
+    if seconds is not None:
+        if not animated:
+            raise UsageError("--seconds is for animations (.gif, .mp4, .webm, ...), not a grid")
+        if not 0 < seconds <= 600:
+            raise UsageError(f"--seconds must be above 0 and at most 600, got {seconds:g}")
+        steps = _steps_lasting(seconds, fps, bounce=not loop)
     bounds = _range(value_range) if value_range else None
     choice = parse_face_choice(face)
     if output.exists() and not force:
@@ -63,9 +84,16 @@ def sweep(
     )
     result.save(output, fps=fps, bounce=not loop)
     if not quiet:
-        what = f"{len(result.order(not loop))} frames" if output.suffix.lower() == ".gif" else "a grid"
+        what = f"{len(result.order(not loop))} frames at {fps:g} fps" if animated else "a grid"
         say(f"{output}: {what} of {len(result.cells)} input(s) x {len(result.attributes)} attribute(s)")
     typer.echo(str(output))
+
+
+def _steps_lasting(seconds: float, fps: float, bounce: bool) -> int:
+    """Steps whose animation lasts `seconds` at `fps`: a step per frame (bouncing: 2 x steps - 2
+    frames, so an odd count of frames comes out one short)."""
+    frames = max(2, round(seconds * fps))
+    return frames // 2 + 1 if bounce else frames
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -1,0 +1,12 @@
+"""`fader serve`: live attribute sliders in a browser, and an HTTP API, over the Python API.
+
+    models.py   the models the server edits with: those given (--model), or the registry's, loaded on first use
+    cache.py    the photos uploaded, each analysed once (analysis.Analysis), in an LRU bounded by count and bytes
+    renders.py  one render of a photo at a time, identical requests shared, superseded ones dropped
+    errors.py   failures as JSON {"error": one line, "code": ...} with their HTTP status
+    app.py      the ASGI app (FastAPI): the routes, the token, the upload limit, the page
+    server.py   binding, the URL, uvicorn, torch threads, Ctrl-C
+    static/     the page: one self-contained HTML file (no network needed)
+
+Nothing here imports at `fader --help` time: the command imports it inside its function.
+"""

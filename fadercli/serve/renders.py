@@ -1,0 +1,86 @@
+"""Renders of one photo run one at a time, newest wins.
+
+A slider sends renders faster than they can be made. Per photo, renders are serialised (the
+analysis is shared state, and two renders of one photo would only compete for the cores); an
+identical request already waiting or running is shared rather than repeated; a request sent with
+`supersede` that is still waiting when a newer superseding one arrives for the same photo is
+answered 409 (`superseded`) without being rendered; and one whose client has gone (a page that
+aborted it) is skipped when its turn comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from fadercli.errors import FaderError
+
+T = TypeVar("T")
+
+
+class Superseded(FaderError):
+    code = "superseded"
+
+
+class ClientGone(Exception):
+    """The client went away before its render started: nobody to answer."""
+
+
+@dataclass
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    latest: int = 0  # the newest superseding request's number
+    shared: dict = field(default_factory=dict)  # request key -> future of its result
+    users: int = 0
+
+
+class RenderQueue:
+    def __init__(self) -> None:
+        self._slots: dict[str, _Slot] = {}
+
+    async def run(
+        self,
+        photo_id: str,
+        key: str,
+        job: Callable[[], Awaitable[T]],
+        *,
+        supersede: bool,
+        gone: Callable[[], Awaitable[bool]],
+    ) -> T:
+        slot = self._slots.setdefault(photo_id, _Slot())
+        if key in slot.shared:
+            return await asyncio.shield(slot.shared[key])
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # sharers may be none
+        slot.shared[key] = future
+        if supersede:
+            slot.latest += 1
+        mine = slot.latest
+        slot.users += 1
+        try:
+            async with slot.lock:
+                if supersede and mine != slot.latest:
+                    raise Superseded("a newer render of this photo was asked for")
+                if await gone():
+                    raise ClientGone()
+                result = await job()
+            future.set_result(result)
+            return result
+        except BaseException as e:
+            if not future.done():
+                future.set_exception(e if isinstance(e, Exception) else ClientGone())
+            raise
+        finally:
+            if slot.shared.get(key) is future:
+                del slot.shared[key]
+            slot.users -= 1
+            if slot.users == 0:
+                self._slots.pop(photo_id, None)
+
+    def forget(self, photo_id: str) -> None:
+        """A deleted photo's slot (renders still running keep theirs until they end)."""
+        slot = self._slots.get(photo_id)
+        if slot is not None and slot.users == 0:
+            del self._slots[photo_id]
