@@ -4,7 +4,7 @@
 
 An independent judge per toy style and size (a classifier of another architecture and seed than
 the runs' own evaluation classifier and guide, trained on 24,000 faces of the style rendered for
-it alone, saved under --judges and reused; a few minutes to train on 2 cores) looks at held-out
+it alone, saved under --judges and reused; about ten minutes to train on 2 cores) looks at held-out
 faces of that style edited as `fader edit --set NAME=<flipped> --no-align` edits them. Its own
 accuracy on the unedited test faces is printed first: a judge below 99.5% is not worth reading.
 Per attribute the run edits, and per direction (adding: faces without it, set to 1; removing:
@@ -41,7 +41,7 @@ CPU = torch.device("cpu")
 ALL = AttributeSet.binary(list(toyfaces.ATTRIBUTES))
 
 
-def judge(folder: Path, style: str, size: int, steps: int = 2500, pool: int = 24_000) -> Classifier:
+def judge(folder: Path, style: str, size: int, steps: int = 2000, pool: int = 24_000) -> Classifier:
     path = folder / f"judge_{style}_{size}.safetensors"
     if path.is_file():
         return load_model(path, kind="classifier").model.eval()
@@ -50,13 +50,13 @@ def judge(folder: Path, style: str, size: int, steps: int = 2500, pool: int = 24
     images = np.concatenate([toyfaces.render({k: v[i : i + 512] for k, v in params.items()}, size) for i in range(0, pool, 512)])
     labels = torch.from_numpy(toyfaces.labels(params))
     rng = np.random.default_rng(JUDGE_SEED)
-    config = ClassifierConfig(ALL.pairs(), img_size=size, init_fm=32, max_fm=256, hid_dim=256, dropout=0.3)
+    config = ClassifierConfig(ALL.pairs(), img_size=size, init_fm=24, max_fm=192, hid_dim=192, dropout=0.2)
 
     def batches(step: int):
         rows = rng.integers(0, pool, 64)
         return to_tensor(images[rows], CPU, rng.random(64) < 0.5), labels[rows]
 
-    clf = train_classifiers(ALL, [(config, 0.05)], batches, steps=steps, device=CPU)[0]
+    clf = train_classifiers(ALL, [(config, 0.03)], batches, steps=steps, device=CPU, lr=3e-3)[0]
     folder.mkdir(parents=True, exist_ok=True)
     save_model(path, clf)
     return clf

@@ -79,7 +79,8 @@ class TrainConfig:
     # optimisation
     lr: float | None = None
     dis_lr: float | None = None
-    lr_schedule: str | None = None  # "constant", or "cosine": down to a tenth of lr by the end
+    lr_schedule: str | None = None  # "constant", or "cosine": down to lr_final x lr by the end
+    lr_final: float = 0.1
     beta1: float = 0.5
     beta2: float = 0.999
     clip_grad_norm: float = 5.0
@@ -130,8 +131,8 @@ class TrainConfig:
 _SHORT_RUNS = dict(lr=2e-3, dis_lr=2e-3, lr_schedule="cosine", lambda_lat_dis=1e-2, lambda_clf=0.02)
 _RELEASE = dict(lr=2e-4, dis_lr=2e-4, lr_schedule="constant", lambda_lat_dis=1e-4, lambda_clf=0.0)
 SIZE_PRESETS: dict[int, dict] = {
-    32: dict(init_fm=16, max_fm=256, n_layers=4, clf_steps=300, **_SHORT_RUNS),
-    64: dict(init_fm=16, max_fm=256, n_layers=5, clf_steps=400, **_SHORT_RUNS),
+    32: dict(init_fm=16, max_fm=256, n_layers=4, clf_steps=1000, **_SHORT_RUNS),
+    64: dict(init_fm=16, max_fm=256, n_layers=5, clf_steps=1500, **_SHORT_RUNS),
     128: dict(init_fm=32, max_fm=512, n_layers=6, clf_steps=1000, **_RELEASE),
     256: dict(init_fm=32, max_fm=512, n_layers=6, clf_steps=2000, **_RELEASE),
 }
@@ -264,7 +265,7 @@ class Trainer:
         """One step at `progress` (0 to 1) along the run's schedules."""
         cfg, attrs = self.config, self.attributes
         self.progress = progress
-        scale = lr_scale(progress, cfg.lr_schedule)
+        scale = lr_scale(progress, cfg.lr_schedule, cfg.lr_final)
         for opt, base in ((self.opt_ae, cfg.lr), (self.opt_dis, cfg.dis_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * scale
@@ -348,7 +349,7 @@ class Trainer:
         is on, the guide classifier behind it: both on the training split, another architecture each."""
         files = {"classifier.safetensors": (judge_config(self.attributes, self.config.img_size), 0.0)}
         if self.config.lambda_clf > 0:
-            files["guide.safetensors"] = (guide_config(self.attributes, self.config.img_size), 0.03)
+            files["guide.safetensors"] = (guide_config(self.attributes, self.config.img_size), 0.02)
         missing = [name for name in files if not (self.out / name).is_file()]
         if self.dist.main and missing:
             plan = BatchPlan(self.dataset.train, self.config.batch_size, self.config.seed + 1)
@@ -492,11 +493,11 @@ def lambda_schedule(progress: float, final: float, ramp: float) -> float:
     return final * min(1.0, progress / ramp) if ramp > 0 else final
 
 
-def lr_scale(progress: float, schedule: str) -> float:
-    """Multiplier of the learning rates: 1, or a cosine from 1 to 0.1 over the run."""
+def lr_scale(progress: float, schedule: str, final: float = 0.1) -> float:
+    """Multiplier of the learning rates: 1, or a cosine from 1 to `final` over the run."""
     if schedule == "constant":
         return 1.0
-    return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return final + (1 - final) / 2 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class Pace:
@@ -716,7 +717,7 @@ def train(
         record({"step": trainer.step, "eval": result})
         trainer.save_model(result)
         result = {**result, "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
-                  "progress": trainer.progress, "final_lr": config.lr * lr_scale(trainer.progress, config.lr_schedule)}
+                  "progress": trainer.progress, "final_lr": config.lr * lr_scale(trainer.progress, config.lr_schedule, config.lr_final)}
     return TrainResult(trainer.step, False, result)
 
 

@@ -39,6 +39,16 @@ def info(
     config = record["config"]
     arch = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("attributes", "img_size"))
     table.add_row("architecture", arch)
+    evaluation = None
     for key, value in record["training"].items():
+        if key == "evaluation" and isinstance(value, dict) and "swap_faces" in value:
+            evaluation = value  # printed below the table, as `fader eval` prints it
+            continue
         table.add_row(f"training.{key}", value if isinstance(value, str) else json.dumps(value))
     Console().print(table)
+    if evaluation is not None:
+        from fadercli.evaluate import summary_lines
+
+        typer.echo("evaluation at the end of training:")
+        for line in summary_lines(evaluation):
+            typer.echo(f"  {line}")

@@ -45,7 +45,8 @@ def train(
     lat_dis_dropout: Annotated[float, typer.Option(help="Latent discriminator dropout.", rich_help_panel=MODEL)] = 0.3,
     lr: Annotated[Optional[float], typer.Option(help="Autoencoder learning rate (Adam).", rich_help_panel=OPTIM)] = None,
     dis_lr: Annotated[Optional[float], typer.Option(help="Latent discriminator learning rate.", rich_help_panel=OPTIM)] = None,
-    lr_schedule: Annotated[Optional[str], typer.Option(help="constant, or cosine: down to a tenth by the end.", rich_help_panel=OPTIM)] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="constant, or cosine: down to --lr-final times the rate by the end.", rich_help_panel=OPTIM)] = None,
+    lr_final: Annotated[float, typer.Option(help="Where the cosine schedule ends, as a share of the learning rate.", rich_help_panel=OPTIM)] = 0.1,
     beta1: Annotated[float, typer.Option(help="Adam beta1.", rich_help_panel=OPTIM)] = 0.5,
     beta2: Annotated[float, typer.Option(help="Adam beta2.", rich_help_panel=OPTIM)] = 0.999,
     clip_grad_norm: Annotated[float, typer.Option(help="Gradient-norm clipping (0: off).", rich_help_panel=OPTIM)] = 5.0,
@@ -80,7 +81,7 @@ def train(
         val_fraction=val_fraction, n_skip=n_skip, upsample=upsample, instance_norm=instance_norm,
         dec_dropout=dec_dropout, hid_dim=hid_dim, lat_dis_dropout=lat_dis_dropout, beta1=beta1, beta2=beta2,
         clip_grad_norm=clip_grad_norm, lambda_ae=lambda_ae, clf_share=clf_share, clf_target=clf_target,
-        lambda_cycle=lambda_cycle, dis_steps=dis_steps, adv_target=adv_target, ema=ema, flip=not no_flip, checkpoint_every=checkpoint_every,
+        lambda_cycle=lambda_cycle, dis_steps=dis_steps, lr_final=lr_final, adv_target=adv_target, ema=ema, flip=not no_flip, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, **{k: v for k, v in overrides.items() if v is not None},
     )
     align = crop == "none" if align is None else align
