@@ -185,9 +185,9 @@ def test_torchrun_two_processes_on_cpu_write_one_model(toy_data, tmp_path):
 
 
 def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
-    """A training run over 10x the images (+354 MB of pixels, 256 px) peaks within 10% of the same
-    run over 1x (~830 MB): the cache is read, not loaded. Peaks wander by a few tens of MB from run
-    to run (the allocator); a loaded dataset would add hundreds."""
+    """A training run over 10x the images (+354 MB of pixels, 256 px) peaks less than half of those
+    354 MB above the same run over 1x (~860 MB): the cache is read, not loaded. Peaks wander by up to
+    ~90 MB from run to run (the allocator; measured in CI), a loaded dataset would add all 354."""
     peaks = {}
     for n in (200, 2000):
         result = subprocess.run(
@@ -196,7 +196,8 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
         )
         assert result.returncode == 0, result.stderr[-2000:]
         peaks[n] = int(result.stdout.split()[-1])  # KiB
-    assert peaks[2000] < peaks[200] * 1.1, peaks
+    pixels_kib = 1800 * 256 * 256 * 3 // 1024  # the 1,800 images the larger run adds
+    assert peaks[2000] - peaks[200] < pixels_kib / 2, peaks
 
 
 def test_swap_figures_carry_warnings_when_the_classifier_or_the_sample_is_weak():
