@@ -89,11 +89,7 @@ class TrainConfig:
     lambda_ramp: float = 0.3  # share of the run over which lambda_lat_dis rises from 0
     lambda_clf: float | None = None
     clf_share: float = 0.25  # share of each batch decoded with other attributes for that loss
-    clf_target: str = "random"  # "random" attributes, or "one" attribute flipped per face
-    lambda_cycle: float = 0.0  # weight of re-encoding an edit to the same latent
     dis_steps: int = 1  # discriminator updates per autoencoder step (on the same latents)
-    adv_target: str = "flip"  # what the encoder pushes the discriminator to: "flip"ped or "uniform" attributes
-    ema: float = 0.0  # decay of an exponential moving average of the autoencoder's weights (0: off)
     flip: bool = True
     # evaluation classifier, checkpoints, previews
     clf_steps: int | None = None
@@ -110,9 +106,8 @@ class TrainConfig:
         if self.max_steps is None and self.max_minutes is None:
             filled["max_steps"] = DEFAULT_STEPS[self.img_size]
         resolved = TrainConfig(**{**asdict(self), **filled})
-        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("clf_target", ("random", "one")), ("adv_target", ("flip", "uniform"))):
-            if getattr(resolved, name) not in allowed:
-                raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+        if resolved.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         return resolved
 
     def model_config(self, attributes: AttributeSet) -> FaderConfig:
@@ -226,12 +221,7 @@ class Trainer:
         betas = (config.beta1, config.beta2)
         self.opt_ae = torch.optim.Adam(self.ae.parameters(), lr=config.lr, betas=betas, **_fused(device))
         self.opt_dis = torch.optim.Adam(self.dis.parameters(), lr=config.dis_lr, betas=betas, **_fused(device))
-        self.ema = None
-        if config.ema > 0:
-            import copy
-
-            self.ema = copy.deepcopy(self.ae).requires_grad_(False)
-        self.forward: torch.nn.Module = _AutoEncoderPass(self.ae, cycle=config.lambda_cycle > 0)
+        self.forward: torch.nn.Module = _AutoEncoderPass(self.ae)
         self.dis_ddp: torch.nn.Module = self.dis
         if dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -271,12 +261,10 @@ class Trainer:
                 group["lr"] = base * scale
         x, y = self.batch(self.step)
         n_edit = max(1, round(cfg.clf_share * len(y)))
-        target = None
-        if self.guide is not None or cfg.lambda_cycle > 0:
-            target = _one_flipped(attrs, y[:n_edit]) if cfg.clf_target == "one" else _random_labels(attrs, n_edit, self.device)
+        target = _random_labels(attrs, n_edit, self.device) if self.guide is not None else None
         self.ae.train()
         with self.autocast:
-            z, recon, edited, z_edited = self.forward(x, one_hot(attrs, y), None if target is None else one_hot(attrs, target))
+            z, recon, edited = self.forward(x, one_hot(attrs, y), None if target is None else one_hot(attrs, target))
 
         # Latent discriminator: predict the true attributes from z (no gradient to the encoder).
         # One encoder pass serves both steps (the release encodes every batch twice).
@@ -295,35 +283,24 @@ class Trainer:
         lam = lambda_schedule(progress, cfg.lambda_lat_dis, cfg.lambda_ramp)
         rec_loss = F.mse_loss(recon.float(), x.float())
         loss = cfg.lambda_ae * rec_loss
-        adv_loss = clf_loss = cycle_loss = torch.zeros((), device=self.device)
+        adv_loss = clf_loss = torch.zeros((), device=self.device)
         if lam > 0:
             self.dis.eval().requires_grad_(False)
             with self.autocast:
                 adv_logits = self.dis(z)
             self.dis.requires_grad_(True)
-            if cfg.adv_target == "uniform":
-                adv_loss = _confusion_loss(attrs, adv_logits.float())
-            else:
-                adv_loss = attribute_loss(attrs, adv_logits.float(), _flipped(attrs, y))
+            adv_loss = attribute_loss(attrs, adv_logits.float(), _flipped(attrs, y))
             loss = loss + lam * adv_loss
         if edited is not None and self.guide is not None:
             with self.autocast:
                 clf_logits = self.guide(edited)
             clf_loss = attribute_loss(attrs, clf_logits.float(), target)
             loss = loss + cfg.lambda_clf * clf_loss
-        if z_edited is not None:
-            cycle_loss = F.mse_loss(z_edited.float(), z[:n_edit].detach().float())
-            loss = loss + cfg.lambda_cycle * cycle_loss
         self.opt_ae.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.ae.parameters(), cfg.clip_grad_norm)
         self.opt_ae.step()
-        if self.ema is not None:
-            with torch.no_grad():
-                torch._foreach_lerp_(list(self.ema.parameters()), list(self.ae.parameters()), 1 - cfg.ema)
-                for mine, theirs in zip(self.ema.buffers(), self.ae.buffers()):
-                    mine.copy_(theirs)
         self.step += 1
         return {
             "rec_loss": rec_loss.detach(),
@@ -331,16 +308,9 @@ class Trainer:
             "dis_accuracy": (predict(attrs, dis_logits.detach()) == y).float().mean(),
             "adv_loss": adv_loss.detach(),
             "clf_loss": clf_loss.detach(),
-            "cycle_loss": cycle_loss.detach(),
             "lambda": lam,
             "lr": cfg.lr * scale,
         }
-
-    @property
-    def model(self) -> AutoEncoder:
-        """The autoencoder the run saves, scores and previews: the moving average of the weights
-        when there is one."""
-        return self.ema if self.ema is not None else self.ae
 
     # ------------------------------------------------------------ classifier
 
@@ -384,7 +354,6 @@ class Trainer:
             "config": asdict(self.config),
             "model_config": self.model_config.to_dict(),
             "ae": self.ae.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else {},
             "dis": self.dis.state_dict(),
             "opt_ae": self.opt_ae.state_dict(),
             "opt_dis": self.opt_dis.state_dict(),
@@ -394,8 +363,6 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         self.ae.load_state_dict(state["ae"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
         self.dis.load_state_dict(state["dis"])
         self.opt_ae.load_state_dict(state["opt_ae"])
         self.opt_dis.load_state_dict(state["opt_dis"])
@@ -425,7 +392,7 @@ class Trainer:
             **({"evaluation": metrics} if metrics else {}),
         }
         save_model(
-            self.out / "model.safetensors", self.model, slider_ranges=slider_ranges(self.attributes), training=training
+            self.out / "model.safetensors", self.ae, slider_ranges=slider_ranges(self.attributes), training=training
         )
 
     # ------------------------------------------------------------ looking at the model
@@ -433,7 +400,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         chunks = self.dataset.cache.chunks(self.dataset.scored(), self.dataset.labels)
-        return evaluate(self.model, self.clf, self.attributes, chunks, device=self.device)
+        return evaluate(self.ae, self.clf, self.attributes, chunks, device=self.device)
 
     @torch.no_grad()
     def preview(self) -> None:
@@ -443,7 +410,7 @@ class Trainer:
         rows = self.dataset.val[: self.config.previews]
         if not self.dist.main or len(rows) == 0:
             return
-        model = self.model.eval()
+        model = self.ae.eval()
         x = to_tensor(self.dataset.cache.read(rows), self.device)
         y = torch.from_numpy(self.dataset.labels[rows]).to(self.device)
         features = model.encode(x)
@@ -467,20 +434,18 @@ class Trainer:
 
 
 class _AutoEncoderPass(torch.nn.Module):
-    """One forward for DDP: encode, reconstruct, and (for the classifier loss and the latent cycle)
-    decode an edit, and re-encode it."""
+    """One forward for DDP: encode, reconstruct, and (for the classifier loss) decode an edit."""
 
-    def __init__(self, ae: AutoEncoder, cycle: bool = False):
+    def __init__(self, ae: AutoEncoder):
         super().__init__()
-        self.ae, self.cycle = ae, cycle
+        self.ae = ae
 
     def forward(self, x, y, y_edit=None):
         features = self.ae.encode(x)
         recon = self.ae.decode(features, y)
         # The edit decodes only the first len(y_edit) faces: the losses need few, each costs a decoder pass.
         edited = None if y_edit is None else self.ae.decode([f[: len(y_edit)] for f in features], y_edit)
-        z_edited = self.ae.encode(edited)[0] if self.cycle and edited is not None else None
-        return features[0], recon, edited, z_edited
+        return features[0], recon, edited
 
 
 def slider_ranges(attributes: AttributeSet) -> dict[str, tuple[float, float]]:
@@ -549,22 +514,6 @@ def _flipped(attributes: AttributeSet, y: torch.Tensor) -> torch.Tensor:
             shift = torch.randint(1, a.n_categories, (len(y),), device=y.device)
             out[:, i] = (y[:, i] + shift) % a.n_categories
     return out
-
-
-def _one_flipped(attributes: AttributeSet, y: torch.Tensor) -> torch.Tensor:
-    """Each face with one attribute, picked at random, set to another value: one edit per face."""
-    which = torch.randint(0, len(attributes), (len(y),), device=y.device)
-    other = _flipped(attributes, y)
-    return torch.where(torch.arange(len(attributes), device=y.device)[None] == which[:, None], other, y)
-
-
-def _confusion_loss(attributes: AttributeSet, logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy to the uniform distribution over each attribute's categories: the encoder
-    makes the discriminator unsure rather than wrong."""
-    losses = []
-    for a, start in zip(attributes, attributes.offsets()):
-        losses.append(-F.log_softmax(logits[:, start : start + a.n_categories], 1).mean(1).mean())
-    return torch.stack(losses).mean()
 
 
 def _random_labels(attributes: AttributeSet, n: int, device) -> torch.Tensor:

@@ -55,11 +55,7 @@ def train(
     lambda_ramp: Annotated[Optional[float], typer.Option(help="Share of the run over which that weight rises from 0.", rich_help_panel=OPTIM)] = None,
     lambda_clf: Annotated[Optional[float], typer.Option(help="Weight of the classifier loss on decodes with random attributes (0: off).", rich_help_panel=OPTIM)] = None,
     clf_share: Annotated[float, typer.Option(help="Share of each batch the classifier loss decodes with other attributes.", rich_help_panel=OPTIM)] = 0.25,
-    clf_target: Annotated[str, typer.Option(help="Attributes those decodes get: random, or one flipped per face.", rich_help_panel=OPTIM)] = "random",
-    lambda_cycle: Annotated[float, typer.Option(help="Weight of re-encoding those decodes to the same latent (0: off).", rich_help_panel=OPTIM)] = 0.0,
     dis_steps: Annotated[int, typer.Option(help="Latent discriminator updates per autoencoder step.", rich_help_panel=OPTIM)] = 1,
-    adv_target: Annotated[str, typer.Option(help="What the encoder pushes the discriminator towards: flip (the paper) or uniform.", rich_help_panel=OPTIM)] = "flip",
-    ema: Annotated[float, typer.Option(help="Decay of a moving average of the weights, saved as the model (0: off).", rich_help_panel=OPTIM)] = 0.0,
     clf_steps: Annotated[Optional[int], typer.Option(help="Steps to train the evaluation (and guide) classifier.", rich_help_panel=OPTIM)] = None,
     no_flip: Annotated[bool, typer.Option("--no-flip", help="No random horizontal flips.", rich_help_panel=OPTIM)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final scores as JSON.")] = False,
@@ -80,8 +76,8 @@ def train(
         img_size=img_size, batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
         val_fraction=val_fraction, n_skip=n_skip, upsample=upsample, instance_norm=instance_norm,
         dec_dropout=dec_dropout, hid_dim=hid_dim, lat_dis_dropout=lat_dis_dropout, beta1=beta1, beta2=beta2,
-        clip_grad_norm=clip_grad_norm, lambda_ae=lambda_ae, clf_share=clf_share, clf_target=clf_target,
-        lambda_cycle=lambda_cycle, dis_steps=dis_steps, lr_final=lr_final, adv_target=adv_target, ema=ema, flip=not no_flip, checkpoint_every=checkpoint_every,
+        clip_grad_norm=clip_grad_norm, lambda_ae=lambda_ae, clf_share=clf_share,
+        dis_steps=dis_steps, lr_final=lr_final, flip=not no_flip, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, **{k: v for k, v in overrides.items() if v is not None},
     )
     align = crop == "none" if align is None else align
