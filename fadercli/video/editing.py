@@ -17,6 +17,7 @@ moved into place at the end: a failure leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -229,11 +230,9 @@ def edit_clip(
     info = clips.probe(src)
     copied, notes = _copied(info, muxer, dst)
 
-    def measure(crops: list[np.ndarray]) -> list[FaceResult]:
-        return [r.faces[0] for r in fader.edit_many(crops, values, shift, align=False)]
-
     size = max(step.model.size for step in plan)
-    found = scan(info, measure, threshold=fader.threshold, crop_size=size, align=align, partial=partial, progress=progress)
+    found = scan(info, functools.partial(_estimates, fader, plan), threshold=fader.threshold, crop_size=size,
+                 align=align, partial=partial, progress=progress)
     chosen = _choose(found, choice, allow_no_face)
     notes = found.notes + notes
     results = [_track_result(i, tr, found.measured[tr.id]) for i, tr in chosen]
@@ -266,6 +265,23 @@ def edit_clip(
                      f" {'are' if ' and ' in cut else 'is'} left out ({writer.size[0]} x {writer.size[1]})")
     return VideoResult(info.path, dst, found.frames, float(info.rate), info.display_size, results,
                        time.perf_counter() - started, notes)
+
+
+def _estimates(fader: Fader, plan: list[Step], crops: list[np.ndarray]) -> list[FaceResult]:
+    """Each crop's own values as Fader.edit estimates a photo's (each model seeing the crop as the
+    models before it left it), without the last model's two decodes, which no estimate needs."""
+    x = _tensor([crop.astype(np.float32) / 255 for crop in crops]).to(fader.device)
+
+    def stage(i: int, step: Step, xin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if i < len(plan) - 1:
+            return step.model.editor.edit(xin, step.absolute, step.shift)
+        estimate = step.model.editor.estimate(xin)
+        return xin, estimate, estimate
+
+    estimated = []
+    for start in range(0, len(x), fader.batch_size):  # batches as Fader.edit_many makes them
+        estimated += fader._edit_crops(x[start : start + fader.batch_size], plan, stage)[1]
+    return [FaceResult(0, None, e) for e in estimated]
 
 
 def _copied(info: clips.ClipInfo, muxer: str, dst: Path) -> tuple[list[int], list[str]]:
