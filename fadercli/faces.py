@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,8 +168,35 @@ def detector_model() -> Path:
     return Path(hub.fetch("yunet"))
 
 
-@functools.lru_cache(maxsize=4)
-def _detector(model: str):
+class _Detector:
+    """YuNet for one model file. A cv2 detector keeps state between calls (its input size), so
+    each thread gets its own; with `parallel`, a second look's mirrored view is detected on a
+    helper thread while the calling thread detects the upright one."""
+
+    def __init__(self, model: str, parallel: bool):
+        self.model = model
+        self.parallel = parallel
+        self._local = threading.local()
+
+    def here(self):
+        """This thread's cv2 detector."""
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = _load_detector(self.model)
+        return detector
+
+
+@functools.lru_cache(maxsize=8)
+def _detector(model: str, parallel: bool = False) -> _Detector:
+    return _Detector(model, parallel)
+
+
+@functools.lru_cache(maxsize=1)
+def _helper() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fader-look")
+
+
+def _load_detector(model: str):
     # OpenCV 5 warns on stderr that its new DNN engine ignores target settings: noise for our users.
     logging = cv2.utils.logging
     level = logging.getLogLevel()
@@ -181,11 +210,12 @@ def _detector(model: str):
         logging.setLogLevel(level)
 
 
-def _run(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
+def _run(detector: _Detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
     """YuNet on one image: rows of x, y, w, h, 5 landmarks (x, y), score."""
-    detector.setScoreThreshold(threshold)
-    detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-    _, found = detector.detect(np.ascontiguousarray(bgr))
+    yunet = detector.here()
+    yunet.setScoreThreshold(threshold)
+    yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
+    _, found = yunet.detect(np.ascontiguousarray(bgr))
     return np.zeros((0, 15)) if found is None else found.astype(np.float64)
 
 
@@ -277,9 +307,12 @@ def _nearest(found: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
 def _look_at(detector, view: np.ndarray, expected: np.ndarray, mirrored: bool) -> np.ndarray | None:
     """The face near `expected` in a view (a row in view coordinates, or None); with `mirrored`,
     averaged with the same look at the mirrored view."""
+    mirror = cv2.flip(view, 1) if mirrored else None  # view[:, ::-1], copied 20x faster than numpy does
+    other = _helper().submit(_run, detector, mirror, LOOK_THRESHOLD) if mirrored and detector.parallel else None
     looks = [_nearest(_run(detector, view, LOOK_THRESHOLD), expected)]
     if mirrored:
-        looks.append(_nearest(_mirror(_run(detector, view[:, ::-1], LOOK_THRESHOLD), view.shape[1]), expected))
+        flipped = other.result() if other is not None else _run(detector, mirror, LOOK_THRESHOLD)
+        looks.append(_nearest(_mirror(flipped, view.shape[1]), expected))
     seen = [look for look in looks if look is not None]
     return np.mean(seen, axis=0) if seen else None
 
@@ -384,18 +417,23 @@ def _refine(detector, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
 
 
 def find_faces(
-    image: Photo | np.ndarray, *, threshold: float = DEFAULT_THRESHOLD, model: str | os.PathLike | None = None
+    image: Photo | np.ndarray,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    model: str | os.PathLike | None = None,
+    parallel: bool = False,
 ) -> list[Face]:
     """All faces in a photo (a Photo, or an H x W x 3 uint8 RGB array), largest first.
 
     threshold: YuNet's confidence (0..1) a face needs on the second, upright look; lower finds more,
-    and more false ones.
+    and more false ones. parallel: second looks detect their mirrored view on a helper thread (the
+    same faces, sooner where a core is free).
     """
     if not 0 < threshold < 1:
         raise UsageError(f"the detection threshold must be between 0 and 1, got {threshold}")
     rgb = image.rgb8() if isinstance(image, Photo) else np.asarray(image)
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
-    detector = _detector(str(model or detector_model()))
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # rgb[..., ::-1], copied 40x faster than numpy does
+    detector = _detector(str(model or detector_model()), parallel)
     candidates = _candidates(detector, bgr, min(threshold, CANDIDATE_THRESHOLD))
     refined = [_refine(detector, bgr, candidate) for candidate in candidates]
     refined = np.array([r for r in refined if r is not None and r[14] >= threshold]).reshape(-1, 15)
@@ -496,16 +534,24 @@ def crop(photo: Photo, alignment: Alignment) -> np.ndarray:
 
     A whole-image crop (--no-align) is resampled exactly as `fader train` resamples its images.
     """
+    box = crop_footprint(alignment, photo.width, photo.height)
     if alignment.whole:
-        x0, y0, x1, y1 = _footprint(alignment, photo.width, photo.height)
+        x0, y0, x1, y1 = box
         square = Image.fromarray(np.ascontiguousarray(photo.rgb8()[y0:y1, x0:x1]))
         return resize_square(square, alignment.size).astype(np.float32) / 255
+    size = (alignment.size, alignment.size)
+    out = _warp(photo.rgb(box), _shifted(alignment.m, box[0], box[1]), size)
+    return np.clip(out, 0, 1, out=out)
+
+
+def crop_footprint(alignment: Alignment, width: int, height: int) -> tuple[int, int, int, int]:
+    """The box x0, y0, x1, y1 of photo pixels that `crop` reads (all a paste can change lies inside
+    it too): the crop's footprint and the reach of bicubic resampling around it."""
+    if alignment.whole:
+        return _footprint(alignment, width, height)
     m = alignment.m
     shrink = min(1.0, math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1]))
-    box = _footprint(alignment, photo.width, photo.height, margin=math.ceil(3 / shrink))
-    size = (alignment.size, alignment.size)
-    out = _warp(photo.rgb(box), _shifted(m, box[0], box[1]), size)
-    return np.clip(out, 0, 1, out=out)
+    return _footprint(alignment, width, height, margin=math.ceil(3 / shrink))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,14 +697,15 @@ def debug_view(photo: Photo, faces: list[AlignedFace]) -> np.ndarray:
 
 
 def follow(
-    image: Photo | np.ndarray, faces: list[Face], *, model: str | os.PathLike | None = None
+    image: Photo | np.ndarray, faces: list[Face], *, model: str | os.PathLike | None = None, parallel: bool = False
 ) -> list[Face | None]:
     """Each face looked at once more where it was: find_faces' second look (upright, framed by the
     face's landmarks, mirrored and not) in `image`, say the next frame of a video; None where no
-    face is found there. A small fraction of find_faces' time: no search over the whole image."""
+    face is found there. A small fraction of find_faces' time: no search over the whole image.
+    `parallel` as for find_faces."""
     rgb = image.rgb8() if isinstance(image, Photo) else np.asarray(image)
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
-    detector = _detector(str(model or detector_model()))
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    detector = _detector(str(model or detector_model()), parallel)
     found: list[Face | None] = []
     for face in faces:
         row = _look_again(detector, bgr, np.concatenate([face.box, face.points.ravel(), [face.score]]))

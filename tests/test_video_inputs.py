@@ -268,6 +268,24 @@ def test_merge_keeps_every_untouched_pixel_as_decoded(tmp_path):
     assert np.abs(red - (255, 0, 0)).max() < 12
 
 
+@pytest.mark.parametrize(("size", "layout", "colour"), [
+    ((640, 360), "yuv420p", (2, 0)), ((322, 182), "yuv420p", (1, 1)), ((202, 98), "yuvj420p", (1, 2)),
+    ((161, 121), "yuv420p", (5, 1)),  # odd sides: converted whole
+])
+def test_a_region_converts_to_rgb_as_it_does_in_the_whole_frame(size, layout, colour):
+    rng = np.random.default_rng(0)
+    frame = av.VideoFrame(*size, layout)
+    for plane in frame.planes:  # noise: any chroma sample reaching across a box's edge would show
+        data = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        data[:] = rng.integers(0, 256, data.shape)
+    frame.colorspace, frame.color_range = colour
+    whole, yuv = clips.rgb(frame), clips.planes(frame)
+    for box in [(0, 0, *size), (3, 5, 61, 40), (10, 11, size[0], size[1] - 1), (1, 1, 2, 2)]:
+        region, (x0, y0, x1, y1) = clips.rgb_region(frame, yuv, box)
+        assert x0 <= box[0] and y0 <= box[1] and x1 >= box[2] and y1 >= box[3]
+        assert np.array_equal(region, whole[y0:y1, x0:x1])
+
+
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
 def test_boxes_of_the_displayed_picture_map_to_the_stored_frame(rotation):
     from fadercli.video.editing import _coded_box

@@ -216,6 +216,30 @@ def rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
+def rgb_region(
+    frame: av.VideoFrame, yuv: list[np.ndarray], box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The box x0, y0, x1, y1 of a decoded frame (as stored; `yuv` its planes) as uint8 RGB, the
+    same pixels as that box of `rgb(frame)`, without converting the rest; the box grows to whole
+    chroma samples. Returns (pixels, box).
+
+    FFmpeg converts even-sided 4:2:0 pictures chroma sample by chroma sample, so a box of one
+    converts as it does within the whole (tests/test_video_inputs.py); other layouts and odd
+    sides take another path, whose chroma filter reaches across a box's edge: the whole frame is
+    converted for those."""
+    x0, y0, x1, y1 = box
+    x0, y0 = x0 // 2 * 2, y0 // 2 * 2
+    x1, y1 = min(frame.width, x1 + x1 % 2), min(frame.height, y1 + y1 % 2)
+    if frame.format.name not in PLANAR_420 or frame.width % 2 or frame.height % 2:
+        return rgb(frame)[y0:y1, x0:x1], (x0, y0, x1, y1)
+    region = av.VideoFrame(x1 - x0, y1 - y0, frame.format.name)
+    for plane, source, sub in zip(region.planes, yuv, (1, 2, 2)):
+        target = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        target[:, : plane.width] = source[y0 // sub : y0 // sub + plane.height, x0 // sub : x0 // sub + plane.width]
+    region.colorspace, region.color_range = frame.colorspace, frame.color_range
+    return rgb(region), (x0, y0, x1, y1)
+
+
 def merge(
     yuv: list[np.ndarray], before: np.ndarray, after: np.ndarray, info: ClipInfo,
     box: tuple[int, int, int, int] | None = None,

@@ -17,6 +17,7 @@ moved into place at the end: a failure leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -33,7 +34,7 @@ from fadercli.editor import compose
 from fadercli.errors import InputError, NoFaceError, OutputError, UsageError
 from fadercli.files import atomic_path
 from fadercli.images import centre_square, from_array, to_uint8
-from fadercli.video import clips, tracking
+from fadercli.video import clips, stages, tracking
 
 # progress(stage, frames done, frames in all or None): "tracking" (pass 1), then "editing" (pass 2).
 Progress = Callable[[str, int, "int | None"], None]
@@ -229,11 +230,9 @@ def edit_clip(
     info = clips.probe(src)
     copied, notes = _copied(info, muxer, dst)
 
-    def measure(crops: list[np.ndarray]) -> list[FaceResult]:
-        return [r.faces[0] for r in fader.edit_many(crops, values, shift, align=False)]
-
     size = max(step.model.size for step in plan)
-    found = scan(info, measure, threshold=fader.threshold, crop_size=size, align=align, partial=partial, progress=progress)
+    found = scan(info, functools.partial(_estimates, fader, plan), threshold=fader.threshold, crop_size=size,
+                 align=align, partial=partial, progress=progress)
     chosen = _choose(found, choice, allow_no_face)
     notes = found.notes + notes
     results = [_track_result(i, tr, found.measured[tr.id]) for i, tr in chosen]
@@ -249,13 +248,8 @@ def edit_clip(
         try:
             for stream in reader.copied:
                 writer.copy_stream(stream)
-            frames = _Frames(fader, plan, writer, info, [r.estimated for r in results], size, progress, found.frames)
-            for item in reader:
-                if isinstance(item, av.Packet):
-                    writer.mux(item)
-                elif frames.seen < found.frames:
-                    frames.add(item, _faces_at(paths, frames.seen))
-            frames.flush()
+            frames = _Frames(fader, plan, info, [r.estimated for r in results], size, paths, found.frames)
+            frames.run(reader, writer, progress)
             writer.close()
         except BaseException:
             writer.abort()
@@ -266,6 +260,23 @@ def edit_clip(
                      f" {'are' if ' and ' in cut else 'is'} left out ({writer.size[0]} x {writer.size[1]})")
     return VideoResult(info.path, dst, found.frames, float(info.rate), info.display_size, results,
                        time.perf_counter() - started, notes)
+
+
+def _estimates(fader: Fader, plan: list[Step], crops: list[np.ndarray]) -> list[FaceResult]:
+    """Each crop's own values as Fader.edit estimates a photo's (each model seeing the crop as the
+    models before it left it), without the last model's two decodes, which no estimate needs."""
+    x = _tensor([crop.astype(np.float32) / 255 for crop in crops]).to(fader.device)
+
+    def stage(i: int, step: Step, xin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if i < len(plan) - 1:
+            return step.model.editor.edit(xin, step.absolute, step.shift)
+        estimate = step.model.editor.estimate(xin)
+        return xin, estimate, estimate
+
+    estimated = []
+    for start in range(0, len(x), fader.batch_size):  # batches as Fader.edit_many makes them
+        estimated += fader._edit_crops(x[start : start + fader.batch_size], plan, stage)[1]
+    return [FaceResult(0, None, e) for e in estimated]
 
 
 def _copied(info: clips.ClipInfo, muxer: str, dst: Path) -> tuple[list[int], list[str]]:
@@ -314,68 +325,164 @@ def _faces_at(paths: list, t: int) -> list[tuple[int, np.ndarray | None, float]]
 
 @dataclass
 class _Pending:
+    """A frame on its way through pass 2: its planes, and for the faces to edit in it, the RGB of
+    the region their crops read (as displayed), their crops, and once through the models, the
+    edited crops and their reference (the crops as they were)."""
+
     yuv: list[np.ndarray]
     pts: int | None
     duration: int
-    rgb: np.ndarray | None = None  # as displayed, when it has faces to edit
+    box: tuple[int, int, int, int] | None = None  # the region, in the picture as displayed
+    rgb: np.ndarray | None = None
     faces: list[tuple[int, facelib.Alignment, float]] = field(default_factory=list)  # (track, alignment, weight)
     crops: list[np.ndarray] = field(default_factory=list)
+    edited: np.ndarray | None = None
+    reference: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [*self.yuv, *self.crops, self.rgb, self.edited, self.reference]
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 class _Frames:
-    """Pass 2's frames on their way from decoder to encoder: the faces of several frames are
-    batched through the models; frames leave in order."""
+    """Pass 2's frames on their way from decoder to encoder, on three threads (video/stages.py):
+    decoded and cropped ahead (`_prepare`), the faces of several frames batched through the models
+    on the caller's thread (`_edit`), pasted back and encoded behind (`_finish`); frames and copied
+    packets leave in the order they came."""
 
-    def __init__(self, fader: Fader, plan: list[Step], writer: clips.Writer, info: clips.ClipInfo,
-                 own: list[dict[str, float]], size: int, progress: Progress | None, total: int):
-        self.fader, self.plan, self.writer, self.info = fader, plan, writer, info
-        self.own, self.size, self.progress, self.total = own, size, progress, total
-        self.pending: list[_Pending] = []
-        self.faces = 0
-        self.bytes = 0
-        self.seen = 0
+    def __init__(self, fader: Fader, plan: list[Step], info: clips.ClipInfo, own: list[dict[str, float]],
+                 size: int, paths: list, total: int):
+        self.fader, self.plan, self.info, self.own = fader, plan, info, own
+        self.size, self.paths, self.total = size, paths, total
+        self.width, self.height = info.display_size
 
-    def add(self, frame: av.VideoFrame, faces: list[tuple[int, np.ndarray | None, float]]) -> None:
-        item = _Pending(clips.planes(frame), frame.pts, frame.duration or 0)
-        if faces:
-            item.rgb = _upright(clips.rgb(frame), self.info.rotation)
-            photo = from_array(item.rgb)
-            for k, points, weight in faces:
-                if points is None:
-                    alignment = facelib.whole_image(photo.width, photo.height, self.size)
+    def run(self, reader: clips.Reader, writer: clips.Writer, progress: Progress | None) -> None:
+        ahead = stages.Channel(MAX_PENDING, MAX_PENDING_BYTES)
+        behind = stages.Channel(MAX_PENDING, MAX_PENDING_BYTES)
+        written = reported = 0
+
+        def read() -> None:
+            seen = 0
+            for item in reader:
+                if isinstance(item, av.Packet):
+                    ahead.put(item)
+                elif seen < self.total:
+                    frame = self._prepare(item, seen)
+                    ahead.put(frame, frame.nbytes)
+                    seen += 1
+            ahead.close()
+
+        def write() -> None:
+            nonlocal written
+            for item in behind.items():
+                if isinstance(item, av.Packet):
+                    writer.mux(item)
                 else:
-                    alignment = facelib.alignment_for(facelib.Face((0, 0, 0, 0), tuple(map(tuple, points)), 1.0), self.size)
-                item.faces.append((k, alignment, weight))
-                item.crops.append(facelib.crop(photo, alignment))
-        self.pending.append(item)
-        self.faces += len(faces)
-        self.bytes += sum(p.nbytes for p in item.yuv) + (item.rgb.nbytes if item.rgb is not None else 0)
-        self.seen += 1
-        if self.faces >= self.fader.batch_size or len(self.pending) >= MAX_PENDING or self.bytes >= MAX_PENDING_BYTES:
-            self.flush()
+                    self._finish(item, writer)
+                    written += 1
 
-    def flush(self) -> None:
-        crops = [c for item in self.pending for c in item.crops]
-        if crops:
-            x = _tensor(crops).to(self.fader.device)
-            own = [self.own[k] for item in self.pending for k, _, _ in item.faces]
-            edited, reference = _unit(edit_at(self.plan, x, own)), _unit(x)
+        def report() -> None:  # progress on the caller's thread, once per frame written
+            nonlocal reported
+            while progress is not None and reported < written:
+                reported += 1
+                progress("editing", reported, self.total)
+
+        def send(batch: list[_Pending]) -> None:
+            self._edit(batch)
+            for frame in batch:
+                behind.put(frame, frame.nbytes, waiting=report)
+            report()
+
+        reading = stages.Stage("fader-read", read, ahead)
+        writing = stages.Stage("fader-write", write, behind, ahead)
+        reading.start()
+        writing.start()
+        try:
+            batch: list[_Pending] = []
+            for item in ahead.items(waiting=report):
+                if isinstance(item, av.Packet):
+                    behind.put(item, waiting=report)
+                    continue
+                batch.append(item)
+                if (sum(len(f.faces) for f in batch) >= self.fader.batch_size or len(batch) >= MAX_PENDING
+                        or sum(f.nbytes for f in batch) >= MAX_PENDING_BYTES):
+                    send(batch)
+                    batch = []
+            send(batch)
+            behind.close()
+            while writing.is_alive():
+                writing.join(stages.POLL_SECONDS)
+                report()
+        except stages.Closed:
+            reading.check()
+            writing.check()
+            raise
+        finally:
+            ahead.cancel()
+            behind.cancel()
+            reading.join()
+            writing.join()
+        reading.check()
+        writing.check()
+        report()
+
+    def _canvas(self, frame: _Pending) -> np.ndarray:
+        """The picture as displayed, black but for the region read (all that crops and pastes touch)."""
+        out = np.zeros((self.height, self.width, 3), np.uint8)
+        x0, y0, x1, y1 = frame.box
+        out[y0:y1, x0:x1] = frame.rgb
+        return out
+
+    def _prepare(self, decoded: av.VideoFrame, t: int) -> _Pending:
+        """Frame t's planes, and the crops of the faces to edit in it."""
+        frame = _Pending(clips.planes(decoded), decoded.pts, decoded.duration or 0)
+        faces = _faces_at(self.paths, t)
+        if not faces:
+            return frame
+        w, h, rotation = self.width, self.height, self.info.rotation
+        for k, points, weight in faces:
+            if points is None:
+                alignment = facelib.whole_image(w, h, self.size)
+            else:
+                alignment = facelib.alignment_for(facelib.Face((0, 0, 0, 0), tuple(map(tuple, points)), 1.0), self.size)
+            frame.faces.append((k, alignment, weight))
+        boxes = np.array([facelib.crop_footprint(a, w, h) for _, a, _ in frame.faces])
+        box = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
+        # Converted to RGB where the frame is stored, turned as it is displayed.
+        region, stored = clips.rgb_region(decoded, frame.yuv, _coded_box(box, rotation, w, h))
+        frame.box = _coded_box(stored, (360 - rotation) % 360, decoded.width, decoded.height)
+        frame.rgb = np.ascontiguousarray(np.rot90(region, rotation // 90))
+        photo = from_array(self._canvas(frame))
+        frame.crops = [facelib.crop(photo, alignment) for _, alignment, _ in frame.faces]
+        return frame
+
+    def _edit(self, batch: list[_Pending]) -> None:
+        """The faces of a batch of frames through the models, at their tracks' values."""
+        crops = [c for frame in batch for c in frame.crops]
+        if not crops:
+            return
+        x = _tensor(crops).to(self.fader.device)
+        own = [self.own[k] for frame in batch for k, _, _ in frame.faces]
+        edited, reference = _unit(edit_at(self.plan, x, own)), _unit(x)
         k = 0
-        back = -self.info.rotation // 90
-        for item in self.pending:
-            if item.faces:
-                photo = from_array(item.rgb.copy())
-                for _, alignment, weight in item.faces:
-                    faded = reference[k] + weight * (edited[k] - reference[k])
-                    facelib.paste(photo, alignment, faded, reference[k], inplace=True)
-                    k += 1
-                box = _coded_box(_footprints([a for _, a, _ in item.faces], photo.width, photo.height),
-                                 self.info.rotation, photo.width, photo.height)
-                clips.merge(item.yuv, np.rot90(item.rgb, back), np.rot90(photo.pixels, back), self.info, box)
-            self.writer.write(item.yuv, item.pts, item.duration)
-            if self.progress is not None:
-                self.progress("editing", self.writer.frames, self.total)
-        self.pending, self.faces, self.bytes = [], 0, 0
+        for frame in batch:
+            n = len(frame.faces)
+            frame.edited, frame.reference, frame.crops = edited[k : k + n], reference[k : k + n], []
+            k += n
+
+    def _finish(self, frame: _Pending, writer: clips.Writer) -> None:
+        """Paste a frame's edits back (faded by their weights), carry them into its planes, encode it."""
+        if frame.faces:
+            photo = from_array(self._canvas(frame))
+            for (_, alignment, weight), edited, reference in zip(frame.faces, frame.edited, frame.reference):
+                faded = reference + weight * (edited - reference)
+                facelib.paste(photo, alignment, faded, reference, inplace=True)
+            w, h, rotation = self.width, self.height, self.info.rotation
+            box = _coded_box(_footprints([a for _, a, _ in frame.faces], w, h), rotation, w, h)
+            back = -rotation // 90
+            clips.merge(frame.yuv, np.rot90(self._canvas(frame), back), np.rot90(photo.pixels, back), self.info, box)
+        writer.write(frame.yuv, frame.pts, frame.duration)
 
 
 def _footprints(alignments: list[facelib.Alignment], width: int, height: int) -> tuple[int, int, int, int]:

@@ -211,7 +211,7 @@ class Tracker:
             self.shot_start = t
         missed = False
         if self.live:
-            for track, face in zip(self.live, facelib.follow(rgb, [tr.next_look() for tr in self.live])):
+            for track, face in zip(self.live, facelib.follow(rgb, [tr.next_look() for tr in self.live], parallel=True)):
                 if face is not None and face.score >= self.threshold:
                     track.add(t, _row(face))
                 else:
@@ -220,7 +220,7 @@ class Tracker:
                     missed |= track.misses == 1
         if cut or t - self.last_full >= (MISSED_EVERY if missed else DETECT_EVERY):
             self.last_full = t
-            self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold))
+            self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold, parallel=True))
         self._drop_duplicates(t)
         # Lost for too long; or unsure, and lost more often than found (a texture, not a face).
         self._end([tr for tr in self.live if tr.misses > self.max_misses or (tr.missed > max(len(tr.frames), 3) and tr.unsure)],
@@ -285,7 +285,7 @@ class Tracker:
             track.framing = row[4:14].copy()
             # The detection's landmarks sit a little off those a look framed by them finds: start
             # from such a look, as every later frame is, so the first frame does not jump.
-            look = facelib.follow(rgb, [_face(row)])[0]
+            look = facelib.follow(rgb, [_face(row)], parallel=True)[0]
             track.add(t, _row(look) if look is not None and look.score >= self.threshold else row)
             self._follow_back(track)
             # Seen since its shot began (a face at a cut, or on the first frame): no fade in.
@@ -297,7 +297,7 @@ class Tracker:
         it is found there and no other track has that face."""
         others = [tr for tr in self.live + self.ended if tr.frames[-1] >= track.frames[0] - DETECT_EVERY]
         for s, rgb in reversed(self.recent):
-            face = facelib.follow(rgb, [track.next_look()])[0]
+            face = facelib.follow(rgb, [track.next_look()], parallel=True)[0]
             if face is None or face.score < self.threshold:
                 return
             row = _row(face)
