@@ -367,7 +367,11 @@ class Trainer:
         self.opt_ae.load_state_dict(state["opt_ae"])
         self.opt_dis.load_state_dict(state["opt_dis"])
         self.step, self.elapsed = state["step"], state["elapsed"]
-        self.progress = state["progress"]
+        if "progress" in state:
+            self.progress = state["progress"]
+        else:  # written before schedules followed progress: they were laid over a step horizon
+            horizon = state.get("horizon")
+            self.progress = min(1.0, self.step / max(horizon - 1, 1)) if horizon else 0.0
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -410,17 +414,17 @@ class Trainer:
         rows = self.dataset.val[: self.config.previews]
         if not self.dist.main or len(rows) == 0:
             return
-        model = self.ae.eval()
+        self.ae.eval()
         x = to_tensor(self.dataset.cache.read(rows), self.device)
         y = torch.from_numpy(self.dataset.labels[rows]).to(self.device)
-        features = model.encode(x)
-        columns = [x, model.decode(features, one_hot(self.attributes, y))]
+        features = self.ae.encode(x)
+        columns = [x, self.ae.decode(features, one_hot(self.attributes, y))]
         captions = ["original", "reconstruction"]
         for i, a in enumerate(self.attributes):
             for value in range(a.n_categories) if not a.binary else (0, 1):
                 target = y.clone()
                 target[:, i] = value
-                columns.append(model.decode(features, one_hot(self.attributes, target)))
+                columns.append(self.ae.decode(features, one_hot(self.attributes, target)))
                 captions.append(f"{a.name}={value}")
         as_uint8 = [(c.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()) for c in columns]
         cells = [[col[r] for col in as_uint8] for r in range(len(rows))]
@@ -475,7 +479,7 @@ class Pace:
     drifts. A resumed run lays the rest of its schedules over the time it is given now.
     """
 
-    def __init__(self, max_steps: float, deadline: float, step: int, progress: float, now: float):
+    def __init__(self, max_steps: float, deadline: float, progress: float, now: float):
         self.max_steps, self.deadline = max_steps, deadline
         self.start, self.start_progress = now, progress
         self.last_call: float | None = None
@@ -491,13 +495,16 @@ class Pace:
         last = step + 1 >= self.max_steps
         by_time = 0.0
         if math.isfinite(self.deadline):
-            span = max(self.deadline - self.start, 1e-9)
-            share = lambda t: self.start_progress + (1 - self.start_progress) * (t - self.start) / span  # noqa: E731
-            by_time = share(now)
+            by_time = self._share(now)
             last = last or now >= self.deadline or (
-                self.step_seconds is not None and share(now + self.step_seconds) >= 1
+                self.step_seconds is not None and self._share(now + self.step_seconds) >= 1
             )
         return (1.0 if last else min(1.0, max(by_steps, by_time))), last
+
+    def _share(self, t: float) -> float:
+        """Progress by time at `t`: the rest of the schedules laid over the time left at the start."""
+        span = max(self.deadline - self.start, 1e-9)
+        return self.start_progress + (1 - self.start_progress) * (t - self.start) / span
 
 
 def _fused(device: torch.device) -> dict:
@@ -603,7 +610,7 @@ def train(
     max_steps = config.max_steps or math.inf
     if math.isinf(max_steps) and math.isinf(budget):
         raise UsageError("give --max-steps or --max-minutes")
-    pace = Pace(max_steps, deadline, trainer.step, trainer.progress, time.monotonic())
+    pace = Pace(max_steps, deadline, trainer.progress, time.monotonic())
     sums: dict[str, torch.Tensor | float] = {}
     n_sum, log_every = 0, 50
     last_log = last_checkpoint = time.monotonic()

@@ -78,7 +78,7 @@ def test_lambda_rises_linearly_over_the_ramp():
 
 
 def test_a_step_counted_run_reaches_the_end_of_its_schedules_on_its_last_step():
-    pace = Pace(max_steps=5, deadline=math.inf, step=0, progress=0.0, now=0.0)
+    pace = Pace(max_steps=5, deadline=math.inf, progress=0.0, now=0.0)
     assert [pace(step, now=step) for step in range(5)] == [(0, False), (0.25, False), (0.5, False), (0.75, False), (1, True)]
 
 
@@ -129,6 +129,24 @@ def test_resume_after_ctrl_c_matches_an_uninterrupted_run(dataset, tmp_path):
         assert torch.allclose(a[name], b[name], atol=1e-6), name
     straight = load_model(tmp_path / "straight" / "model.safetensors").training["evaluation"]["swap_accuracy"]
     assert resumed.metrics["swap_accuracy"] == straight
+
+
+
+def test_a_checkpoint_from_before_progress_resumes_where_its_step_horizon_put_it(dataset, tmp_path):
+    """Checkpoints of earlier versions kept the step horizon their schedules were laid over."""
+    quiet = dict(device=torch.device("cpu"), show_progress=False, log=lambda m: None)
+    config = TrainConfig(**TINY, max_steps=3, lambda_clf=0, lambda_lat_dis=0.01)
+    train(dataset, config, tmp_path / "run", **quiet)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["progress"]
+    state["horizon"] = 6
+    torch.save(state, path)
+    resumed = train(dataset, TrainConfig(**{**TINY, "max_steps": 6, "lambda_clf": 0, "lambda_lat_dis": 0.01}),
+                    tmp_path / "run", resume=True, **quiet)
+    assert resumed.step == 6
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["progress"] for r in records if "lr" in r][-1] == 1
 
 
 def test_cli_train_eval_and_refusals(toy_data, tmp_path, run_cli, monkeypatch):
