@@ -49,6 +49,8 @@ from fadercli.grids import fit_size, gif_bytes, pad, resize, save_gif, tile
 from fadercli.images import (
     Photo, encode_image, from_array, from_pil, image_format, read_image, save_image, to_pil, to_uint8,
 )
+from fadercli.limits import DEFAULT as DEFAULT_LIMITS
+from fadercli.limits import Limits
 from fadercli.model import AutoEncoder
 from fadercli.weights import LoadedModel, default_slider_ranges, require_kind
 
@@ -144,6 +146,7 @@ class Fader:
         batch_size: int = DEFAULT_BATCH,
         threshold: float | None = None,
         quiet: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ):
         if not models:
             raise UsageError("no model given")
@@ -153,6 +156,7 @@ class Fader:
         self.batch_size = batch_size
         self.threshold = facelib.DEFAULT_THRESHOLD if threshold is None else threshold  # the detector's
         self.quiet = quiet
+        self.limits = limits  # what one photo or frame may cost: pixels, faces (limits.Limits)
         self.models = [self._model(m) for m in models]
         self._classifiers: dict[str, LoadedModel | None] = {}
 
@@ -175,6 +179,7 @@ class Fader:
         batch_size: int = DEFAULT_BATCH,
         threshold: float | None = None,
         quiet: bool = False,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> Fader:
         """Models named by `--model` specs (hub.resolve_model: registry names, files, run folders, URLs),
         or else the registry's model for each of `attributes`. Each of `attributes` must be edited by
@@ -188,7 +193,7 @@ class Fader:
             specs = list(dict.fromkeys(hub.model_for_attribute(a) for a in attributes))
         device = pick_device(device) if isinstance(device, str) else device  # fails before any download
         loaded = [hub.resolve_model(str(spec), kind="fader", quiet=quiet) for spec in specs]
-        fader = cls(loaded, device=device, batch_size=batch_size, threshold=threshold, quiet=quiet)
+        fader = cls(loaded, device=device, batch_size=batch_size, threshold=threshold, quiet=quiet, limits=limits)
         for name in attributes:
             fader.owner(name)
         return fader
@@ -267,11 +272,12 @@ class Fader:
         from fadercli.analysis import Analysis
 
         started = time.perf_counter()
-        photo = as_photo(image)
+        photo = as_photo(image, self.limits)
         choice = facelib.parse_face_choice(str(face))
         where = name or (str(photo.path) if photo.path else "the photo")
         if align:
-            faces = facelib.select_faces(facelib.find_faces(photo, threshold=self.threshold), choice, where)
+            found = facelib.find_faces(photo, threshold=self.threshold, max_faces=self.limits.max_faces)
+            faces = facelib.select_faces(found, choice, where)
         else:
             faces = [(0, None)]
         return Analysis(self, image, photo, faces, where, time.perf_counter() - started)
@@ -297,8 +303,8 @@ class Fader:
         for image in images:
             started = time.perf_counter()
             try:
-                photo = as_photo(image)
-                aligned = facelib.align_faces(photo, size=size, choice=choice, align=align, threshold=self.threshold)
+                photo = as_photo(image, self.limits)
+                aligned = self._align(photo, size, choice, align)
             except FaderError as e:
                 if on_error is None or isinstance(e, UsageError):
                     raise
@@ -356,16 +362,20 @@ class Fader:
                 given[j].update(zip(names, t))
         return current, estimated, given
 
+    def _align(self, photo: Photo, size: int, choice: str | int, align: bool) -> list[facelib.AlignedFace]:
+        return facelib.align_faces(photo, size=size, choice=choice, align=align, threshold=self.threshold,
+                                   max_faces=self.limits.max_faces)
+
     # ------------------------------------------------------------ inspecting
 
     @torch.inference_mode()
     def inspect(self, image: ImageLike, *, face: str | int = "all", align: bool = True) -> list[FaceResult]:
         """Each face's own values, as each model estimates them, and where a classifier is at hand (the
         model's training run's, or the authors' for theirs) its probabilities for every attribute it knows."""
-        photo = as_photo(image)
+        photo = as_photo(image, self.limits)
         size = max(m.size for m in self.models)
         choice = facelib.parse_face_choice(str(face))
-        aligned = facelib.align_faces(photo, size=size, choice=choice, align=align, threshold=self.threshold)
+        aligned = self._align(photo, size, choice, align)
         x = _tensor([f.crop for f in aligned]).to(self.device)
         results = [FaceResult(f.index, f.face.box if f.face else None) for f in aligned]
         for model in self.models:
@@ -479,10 +489,9 @@ class Fader:
             values[name] = np.linspace(lo, hi, steps)
         size = max(model.size for model, _ in owners)
         choice = facelib.parse_face_choice(str(face))
-        photos = [image.photo if isinstance(image, Analysis) else as_photo(image) for image in images]
+        photos = [image.photo if isinstance(image, Analysis) else as_photo(image, self.limits) for image in images]
         aligned = [
-            image.aligned(size, choice) if isinstance(image, Analysis)
-            else facelib.align_faces(p, size=size, choice=choice, align=align, threshold=self.threshold)
+            image.aligned(size, choice) if isinstance(image, Analysis) else self._align(p, size, choice, align)
             for image, p in zip(images, photos)
         ]
         x = _tensor([f.crop for faces in aligned for f in faces]).to(self.device)
@@ -615,8 +624,9 @@ class Sweep:
 # ---------------------------------------------------------------- images in and out
 
 
-def as_photo(image: ImageLike) -> Photo:
-    """A Photo from a file path, a PIL image, an H x W (x 3) uint8/uint16 array, or a Photo."""
+def as_photo(image: ImageLike, limits: Limits = DEFAULT_LIMITS) -> Photo:
+    """A Photo from a file path (read within `limits`), a PIL image, an H x W (x 3) uint8/uint16
+    array, or a Photo."""
     if isinstance(image, Photo):
         return image
     if isinstance(image, Image.Image):
@@ -624,7 +634,7 @@ def as_photo(image: ImageLike) -> Photo:
     if isinstance(image, np.ndarray):
         return from_array(image)
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
+        return read_image(image, limits=limits)
     raise TypeError(f"cannot read an image from a {type(image).__name__}")
 
 

@@ -17,6 +17,7 @@ pickles: its allow-list should be reviewable on one screen.
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -27,12 +28,13 @@ import torch
 from fadercli.attributes import AttributeSet
 from fadercli.errors import ModelError
 from fadercli.model import ClassifierConfig, FaderConfig
-from fadercli.weights import LoadedModel, build_from_tensors, default_slider_ranges, require_kind
+from fadercli.weights import LoadedModel, build_from_tensors, default_slider_ranges, is_dense, require_kind
 
 _MAGIC = 0x1950A86A20F9469CFC6C  # torch's legacy format
 _PROTOCOL = 1001
 _RELEASE_CLASSES = {"src.model.AutoEncoder": "fader", "src.model.Classifier": "classifier"}
 _MAX_DEPTH = 16  # module nesting; the release's is 3
+_MAX_MODULES = 1000  # modules in the tree; the release's largest has about 60
 
 
 class _Refused(pickle.UnpicklingError):
@@ -93,11 +95,15 @@ def _counts(values) -> bool:
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_requires_grad_hooks_metadata):
-    """torch._utils._rebuild_tensor(_v2): a strided view of a storage, bounds-checked."""
+    """torch._utils._rebuild_tensor(_v2): a dense view of a storage, bounds-checked. A view with
+    stride 0 or overlapping rows could claim a 20000 x 20000 tensor from one stored float, which
+    every later copy would make real: the authors' files hold dense tensors only (weights.is_dense)."""
     if not (isinstance(storage, torch.Tensor) and _counts([storage_offset]) and _counts(size)
-            and _counts(stride) and len(size) == len(stride)):
+            and _counts(stride) and len(size) == len(stride) <= 8):
         raise pickle.UnpicklingError("malformed tensor record")
-    if all(size) and storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.numel():
+    if not is_dense(size, stride):
+        raise pickle.UnpicklingError("a tensor is not a dense view of its storage (stride 0 or overlapping)")
+    if storage_offset + math.prod(size) > storage.numel():
         raise pickle.UnpicklingError("a tensor reaches outside its storage")
     return storage.as_strided(tuple(size), tuple(stride), storage.storage_offset() + storage_offset)
 
@@ -302,25 +308,43 @@ def _classifier_config(s: _Settings) -> ClassifierConfig:
 _CONFIGS = {"fader": _fader_config, "classifier": _classifier_config}
 
 
-def _collect(module, prefix: str, out: dict[str, torch.Tensor], where: str, depth: int = 0) -> None:
-    """The state dict of a pickled module tree, from its _parameters, _buffers and _modules."""
-    if not isinstance(module, _Inert) or depth > _MAX_DEPTH:
-        raise ModelError(f"{where}: malformed module tree at {prefix or 'the top'}")
-    attrs = module.attrs
-    transient = attrs.get("_non_persistent_buffers_set") or set()
-    for group in ("_parameters", "_buffers", "_modules"):
-        items = attrs.get(group) or {}
-        if not isinstance(items, dict):
-            raise ModelError(f"{where}: malformed {group} at {prefix or 'the top'}")
-        for name, value in items.items():
-            if value is None or (group == "_buffers" and name in transient):
-                continue
-            if group == "_modules":
-                _collect(value, f"{prefix}{name}.", out, where, depth + 1)
-            elif isinstance(value, torch.Tensor):
-                out[prefix + name] = value
-            else:
-                raise ModelError(f"{where}: {prefix}{name} is not a tensor")
+def _collect(obj, where: str) -> dict[str, torch.Tensor]:
+    """The state dict of a pickled module tree, from its _parameters, _buffers and _modules.
+
+    A pickle can share one module object between many places (a DAG whose paths multiply
+    exponentially with its depth): the authors' files never do, so a module met twice, or a tree
+    deeper than _MAX_DEPTH or larger than _MAX_MODULES, is refused. (Tensors that share memory are
+    refused by weights.build_from_tensors, for every format.)"""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    stack = [(obj, "", 0)]
+    while stack:
+        module, prefix, depth = stack.pop()
+        if not isinstance(module, _Inert) or depth > _MAX_DEPTH:
+            raise ModelError(f"{where}: malformed module tree at {prefix or 'the top'}")
+        if id(module) in seen:
+            raise ModelError(f"{where}: the module at {prefix or 'the top'} appears more than once in the tree")
+        seen.add(id(module))
+        if len(seen) > _MAX_MODULES:
+            raise ModelError(f"{where}: more than {_MAX_MODULES} modules, far more than a Fader network has")
+        attrs = module.attrs
+        transient = attrs.get("_non_persistent_buffers_set") or set()
+        if not isinstance(transient, (set, frozenset)):
+            raise ModelError(f"{where}: malformed _non_persistent_buffers_set at {prefix or 'the top'}")
+        for group in ("_parameters", "_buffers", "_modules"):
+            items = attrs.get(group) or {}
+            if not isinstance(items, dict):
+                raise ModelError(f"{where}: malformed {group} at {prefix or 'the top'}")
+            for name, value in items.items():
+                if value is None or (group == "_buffers" and name in transient):
+                    continue
+                if group == "_modules":
+                    stack.append((value, f"{prefix}{name}.", depth + 1))
+                elif isinstance(value, torch.Tensor):
+                    out[prefix + str(name)] = value
+                else:
+                    raise ModelError(f"{where}: {prefix}{name} is not a tensor")
+    return out
 
 
 def load_pth(path: str | Path, kind: str | None = None) -> LoadedModel:
@@ -338,9 +362,7 @@ def load_pth(path: str | Path, kind: str | None = None) -> LoadedModel:
         config = _CONFIGS[found](_Settings(obj, where))
     except ValueError as e:
         raise ModelError(f"{where}: a configuration fader cannot build: {e}") from None
-    tensors: dict[str, torch.Tensor] = {}
-    _collect(obj, "", tensors, where)
-    model = build_from_tensors(found, config, tensors, where)
+    model = build_from_tensors(found, config, _collect(obj, where), where)
     return LoadedModel(
         kind=found,
         model=model,

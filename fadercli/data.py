@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -83,6 +84,13 @@ def _parse_flag(text: str) -> int | None:
     return None
 
 
+def _inside(relative: str) -> bool:
+    """Whether a path a labels file gives stays inside the data folder: relative, and no `..`
+    (a labels file from elsewhere must not make fader read, say, ~/.ssh)."""
+    parts = PurePath(relative.replace("\\", "/")).parts
+    return bool(parts) and not PurePath(relative).is_absolute() and not relative.startswith(("/", "\\")) and ".." not in parts
+
+
 def _collect(root: Path, rows, names: list[str], skips: Skips) -> tuple[list[Path], list[list[int]]]:
     """Keep rows whose file exists and whose values all parse; count the rest."""
     files, labels = [], []
@@ -94,6 +102,9 @@ def _collect(root: Path, rows, names: list[str], skips: Skips) -> tuple[list[Pat
         if None in flags:
             skips.add("bad label value", f"line {line}")
             continue
+        if not _inside(relative):
+            skips.add("outside the data folder", f"line {line}")
+            continue
         path = root / relative
         if not path.is_file():
             skips.add("missing file", relative)
@@ -103,9 +114,28 @@ def _collect(root: Path, rows, names: list[str], skips: Skips) -> tuple[list[Pat
     return files, labels
 
 
+def read_text(path: Path, what: str) -> str:
+    """A text file people make by hand or export from a spreadsheet: UTF-8 (with or without a BOM),
+    or UTF-16 with its BOM ("Unicode text"); an InputError line for anything else."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: the {what} is not UTF-8 or UTF-16 text (byte {e.start}); save it as UTF-8") from None
+
+
 def _csv_source(folder: Path, skips: Skips) -> tuple[list[str], list[Path], list[list[int]]]:
-    with open(folder / "labels.csv", newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    path = folder / "labels.csv"
+    text = read_text(path, "labels file")
+    try:
+        dialect = "excel-tab" if "\t" in text.partition("\n")[0] and "," not in text.partition("\n")[0] else "excel"
+        rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
+    except csv.Error as e:
+        raise InputError(f"{path}: not a readable CSV file ({e})") from None
     if not rows or len(rows[0]) < 2:
         raise InputError(f"{folder / 'labels.csv'}: needs a header: image, then attribute names")
     names = [n.strip() for n in rows[0][1:]]
@@ -114,10 +144,7 @@ def _csv_source(folder: Path, skips: Skips) -> tuple[list[str], list[Path], list
 
 
 def _celeba_source(labels: Path, images: Path, skips: Skips) -> tuple[list[str], list[Path], list[list[int]]]:
-    try:
-        lines = labels.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{labels}: cannot read the attribute file ({e})") from None
+    lines = read_text(labels, "attribute file").splitlines()
     if len(lines) < 2:
         raise InputError(f"{labels}: expected a count line, then the attribute names")
     names = lines[1].split()
@@ -202,11 +229,11 @@ def load_image(path: Path, prep: Preprocess, detector: str | None = None) -> np.
 
         face = align_faces(read_image(path), size=prep.img_size, choice="largest", model=detector)[0]
         return np.clip(np.rint(face.crop * 255), 0, 255).astype(np.uint8)
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    from fadercli.images import centre_square, resize_square
+    from fadercli.images import centre_square, open_image, resize_square
 
-    with Image.open(path) as im:
+    with open_image(path, str(path)) as im:  # the gate every untrusted image goes through
         im = ImageOps.exif_transpose(im).convert("RGB")
     if prep.crop == "celeba":
         im = im.crop((0, 20, im.width, 20 + im.width))  # a 178x178 square from a 178x218 image
@@ -239,8 +266,10 @@ def cache_key(files: list[Path], prep: Preprocess) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"version": CACHE_VERSION, "prep": prep.__dict__}, sort_keys=True).encode())
     for path in files:
+        # The change time too: an edit that keeps the size and sets the old mtime back (touch -r,
+        # some sync tools) still changes it, and nobody can set it.
         st = path.stat()
-        h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
     return h.hexdigest()[:24]
 
 
@@ -299,43 +328,72 @@ def build_cache(
     index = folder / "index.json"
     if not index.is_file():
         root.mkdir(parents=True, exist_ok=True)
+        _remove_stale(root)
         tmp = root / f".{key}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        row_bytes = prep.img_size * prep.img_size * 3
-        array = tmp / "images.u8"
-        with open(array, "wb") as f:
-            f.truncate(len(files) * row_bytes)
-        chunk = max(1, min(256, len(files) // (4 * max(workers, 1)) or 1))
-        detector = None
-        if prep.align:  # fetched once here, not by every worker
-            from fadercli.faces import detector_model
-
-            detector = str(detector_model())
-        jobs = [
-            (str(array), row_bytes, s, [str(p) for p in files[s : s + chunk]], prep, detector)
-            for s in range(0, len(files), chunk)
-        ]
-        problems: list[str | None] = []
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for found in pool.map(_fill, jobs):
-                    problems += found
-                    if progress:
-                        progress(len(problems), len(files))
-        else:
-            for job in jobs:
-                problems += _fill(job)
-                if progress:
-                    progress(len(problems), len(files))
-        meta = {"files": [str(p.resolve()) for p in files], "problems": problems, "img_size": prep.img_size}
-        (tmp / "index.json").write_text(json.dumps(meta))
         try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same cache first: use theirs
+            _fill_cache(tmp, folder, files, prep, workers, progress)
+        except BaseException:  # Ctrl-C or a failure: no full-size array file left behind
             shutil.rmtree(tmp, ignore_errors=True)
+            raise
     meta = json.loads(index.read_text())
     return ImageCache(folder, meta["files"], meta["problems"], meta["img_size"])
+
+
+def _remove_stale(root: Path) -> None:
+    """Temp folders of cache builds whose process is gone (killed before it could clean up)."""
+    for tmp in root.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def _fill_cache(tmp: Path, folder: Path, files: list[Path], prep: Preprocess, workers: int,
+                progress: Callable[[int, int], None] | None) -> None:
+    """Decode `files` into tmp/images.u8 and write tmp/index.json, then move tmp to `folder`."""
+    row_bytes = prep.img_size * prep.img_size * 3
+    array = tmp / "images.u8"
+    with open(array, "wb") as f:
+        f.truncate(len(files) * row_bytes)
+    chunk = max(1, min(256, len(files) // (4 * max(workers, 1)) or 1))
+    detector = None
+    if prep.align:  # fetched once here, not by every worker
+        from fadercli.faces import detector_model
+
+        detector = str(detector_model())
+    jobs = [
+        (str(array), row_bytes, s, [str(p) for p in files[s : s + chunk]], prep, detector)
+        for s in range(0, len(files), chunk)
+    ]
+    problems: list[str | None] = []
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for found in pool.map(_fill, jobs):
+                problems += found
+                if progress:
+                    progress(len(problems), len(files))
+    else:
+        for job in jobs:
+            problems += _fill(job)
+            if progress:
+                progress(len(problems), len(files))
+    meta = {"files": [str(p.resolve()) for p in files], "problems": problems, "img_size": prep.img_size}
+    (tmp / "index.json").write_text(json.dumps(meta))
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished the same cache first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the dataset a run trains on

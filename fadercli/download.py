@@ -15,13 +15,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from fadercli import __version__, say
 from fadercli.errors import DownloadError, UsageError
 
 _CHUNK = 1 << 16
 _SPARE_BYTES = 16 << 20  # left free on the disk after a download
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,24 @@ def _total(response) -> int | None:
     return int(total) if total.isdigit() else None
 
 
+def _get(url: str, headers: dict, timeout: float):
+    """GET `url`, following at most MAX_REDIRECTS redirects by hand: a redirect may go to another host
+    (GitHub sends files from its content servers) but never from https to http, nor to another scheme."""
+    import requests
+
+    for _ in range(MAX_REDIRECTS + 1):
+        r = requests.get(url, headers=headers, stream=True, timeout=(timeout, timeout), allow_redirects=False)
+        if not r.is_redirect:
+            return r
+        target = urljoin(url, r.headers["Location"])
+        r.close()
+        scheme = urlsplit(target).scheme
+        if scheme not in ("http", "https") or urlsplit(url).scheme == "https" and scheme != "https":
+            raise _UrlFailed(f"refused a redirect from {url} to {target} (downloads stay on https)")
+        url = target
+    raise _UrlFailed(f"more than {MAX_REDIRECTS} redirects")
+
+
 def _attempt(url: str, job: Download) -> None:
     """One GET appending to job.part (from its current length, with a Range request)."""
     import requests
@@ -139,7 +158,7 @@ def _attempt(url: str, job: Download) -> None:
     if have:
         headers["Range"] = f"bytes={have}-"
     timeout = job.settings.timeout
-    with requests.get(url, headers=headers, stream=True, timeout=(timeout, timeout)) as r:
+    with _get(url, headers, timeout) as r:
         if r.status_code == 416 and have:  # the partial file is stale or complete: start over
             part.unlink()
             raise _Retry("the server refused to resume the partial file")

@@ -69,7 +69,12 @@ class Editor:
 
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.encode(x.to(self.device).contiguous(memory_format=torch.channels_last))
+        """The encoder's features of every crop, in batches of `batch_size` (however many faces a photo has)."""
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        if len(x) <= self.batch_size:
+            return self.model.encode(x)
+        parts = [self.model.encode(x[start : start + self.batch_size]) for start in range(0, len(x), self.batch_size)]
+        return [torch.cat(level) for level in zip(*parts)]
 
     @torch.inference_mode()
     def decode(self, features: list[torch.Tensor], values: torch.Tensor) -> torch.Tensor:

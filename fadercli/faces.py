@@ -39,6 +39,7 @@ from PIL import Image
 
 from fadercli.errors import ModelError, NoFaceError, UsageError
 from fadercli.images import Photo, centre_square, resize_square
+from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 
 DEFAULT_SIZE = 256
 # Faces are kept by the score of the second look (see _refine). Measured (docs/experiments.md,
@@ -73,6 +74,7 @@ LOOK_THRESHOLD = 0.3  # the least score a second look reports at all
 SURE = 0.9  # upright faces score ~0.93 on a second look, faces seen upside down ~0.85
 REFINE_ROUNDS = 4  # looks at most; measured: landmark spread over rescaled/rotated copies 13% of
 REFINE_SETTLED = 0.02  # the eye distance for the first find, 6.5% after one look, 3.4% after three
+MAX_CANDIDATES = 512  # first finds kept, best scores first (a photo of people has far fewer)
 PASTE_BAND = 256  # rows pasted at a time
 SHRINK_BELOW = 0.5  # warps that shrink more than this are area-averaged first, against aliasing
 
@@ -265,9 +267,10 @@ def _candidates(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
 
 def _suppress(rows: np.ndarray) -> np.ndarray:
     """Keep the best-scoring of candidates that overlap: the same face seen at two scales, or a
-    face part taken for a face inside a larger one."""
+    face part taken for a face inside a larger one. Only the MAX_CANDIDATES best are considered, so
+    that a picture made of thousands of faces costs bounded time (the pairing is quadratic)."""
     kept: list[np.ndarray] = []
-    for row in rows[np.argsort(-rows[:, 14], kind="stable")]:
+    for row in rows[np.argsort(-rows[:, 14], kind="stable")[:MAX_CANDIDATES]]:
         if all(not _same_face(row[:4], k[:4]) for k in kept):
             kept.append(row)
     return np.array(kept).reshape(-1, 15)
@@ -422,8 +425,10 @@ def find_faces(
     threshold: float = DEFAULT_THRESHOLD,
     model: str | os.PathLike | None = None,
     parallel: bool = False,
+    max_faces: int = DEFAULT_LIMITS.max_faces,
 ) -> list[Face]:
-    """All faces in a photo (a Photo, or an H x W x 3 uint8 RGB array), largest first.
+    """The faces in a photo (a Photo, or an H x W x 3 uint8 RGB array), largest first: at most
+    `max_faces` of them, so that a crowd (or a picture made of faces) costs bounded time and memory.
 
     threshold: YuNet's confidence (0..1) a face needs on the second, upright look; lower finds more,
     and more false ones. parallel: second looks detect their mirrored view on a helper thread (the
@@ -435,6 +440,8 @@ def find_faces(
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # rgb[..., ::-1], copied 40x faster than numpy does
     detector = _detector(str(model or detector_model()), parallel)
     candidates = _candidates(detector, bgr, min(threshold, CANDIDATE_THRESHOLD))
+    if len(candidates) > 2 * max_faces:  # each costs up to REFINE_ROUNDS looks: keep the largest, in order
+        candidates = candidates[np.sort(np.argsort(-candidates[:, 2] * candidates[:, 3], kind="stable")[: 2 * max_faces])]
     refined = [_refine(detector, bgr, candidate) for candidate in candidates]
     refined = np.array([r for r in refined if r is not None and r[14] >= threshold]).reshape(-1, 15)
     faces = []
@@ -444,7 +451,7 @@ def find_faces(
         landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
         faces.append(Face((x, y, w, h), landmarks, float(row[14])))
     faces.sort(key=lambda f: -f.area)
-    return faces
+    return faces[:max_faces]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,7 +635,7 @@ def parse_face_choice(text: str) -> str | int:
     value = text.strip().lower()
     if value in ("all", "largest"):
         return value
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= 6:  # "²".isdigit() too, and int() refuses it
         return int(value)
     raise UsageError(f"--face must be all, largest or a face index (0 = the largest), got {text!r}")
 
@@ -654,14 +661,16 @@ def align_faces(
     align: bool = True,
     threshold: float = DEFAULT_THRESHOLD,
     model: str | os.PathLike | None = None,
+    max_faces: int = DEFAULT_LIMITS.max_faces,
 ) -> list[AlignedFace]:
-    """Find, choose and align faces: the crops a model takes. With align=False the whole photo is
-    one crop (resized to size x size). NoFaceError when no face is found."""
+    """Find, choose and align faces (at most `max_faces`, the largest): the crops a model takes.
+    With align=False the whole photo is one crop (resized to size x size). NoFaceError when no face
+    is found."""
     if not align:
         alignment = whole_image(photo.width, photo.height, size)
         return [AlignedFace(0, None, alignment, crop(photo, alignment))]
     where = str(photo.path) if photo.path else "the photo"
-    chosen = select_faces(find_faces(photo, threshold=threshold, model=model), choice, where)
+    chosen = select_faces(find_faces(photo, threshold=threshold, model=model, max_faces=max_faces), choice, where)
     aligned = []
     for index, face in chosen:
         alignment = alignment_for(face, size)

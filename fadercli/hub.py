@@ -5,8 +5,9 @@ The fader home is $FADER_HOME, else the per-user cache folder (platformdirs). In
     registry.toml, registry.json    your own registry entries (README: "Your own models")
     models/<name>/                  a cached entry: model.safetensors for models, <name>.onnx ...
     models/<name>/<file>.part       an interrupted download; the next run resumes it
-    models/<name>.sha256            the sha256 of the first download where none is published;
-                                    it outlives `fader models rm`, so a new download must match it
+    models/<name>.sha256            the sha256 of the first download where none is published, recorded
+                                    once the file converted or loaded; later downloads must match it
+                                    (`fader models rm` removes it with the entry)
     locks/<name>.lock               one process fetches a name at a time (DDP ranks too)
 
 A file appears under its final name only once its size and sha256 are checked (download.py).
@@ -335,12 +336,10 @@ def _record(entry: Entry, digest: str) -> None:
 
 
 def _check_cached(entry: Entry, path: Path) -> str:
-    """Check a file already in the cache (or put there by hand); return its sha256."""
+    """Check a file already in the cache (or put there by hand) against its sha256; return it."""
     expected, source = _expected_sha256(entry)
     digest = sha256_file(path)
-    if expected is None:
-        _record(entry, digest)
-    elif digest != expected or entry.size is not None and path.stat().st_size != entry.size:
+    if expected is not None and (digest != expected or entry.size is not None and path.stat().st_size != entry.size):
         raise ModelError(
             f"{path}: sha256 {digest} is not the {expected} {source}; the file was changed or replaced"
             f" (`fader models rm {entry.name}` removes it, and it downloads again on next use)"
@@ -363,14 +362,11 @@ def _download_entry(entry: Entry, dest: Path, quiet: bool) -> str:
                notice=entry.notice, settings=DownloadSettings.from_env())
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        digest = download(entry.urls, job)
+        return download(entry.urls, job)
     except BaseException:
         if not any(dest.parent.iterdir()):  # leave no empty folder behind (a .part stays, to resume)
             dest.parent.rmdir()
         raise
-    if expected is None:
-        _record(entry, digest)
-    return digest
 
 
 def _convert(entry: Entry, pth: Path, dest: Path, digest: str) -> None:
@@ -388,6 +384,24 @@ def _convert(entry: Entry, pth: Path, dest: Path, digest: str) -> None:
     pth.unlink()
 
 
+def _accept(entry: Entry, raw: Path, product: Path, digest: str) -> None:
+    """Make sure a file fetched for `entry` is what it should be before anything trusts it: models
+    are converted or loaded (detectors have a published sha256). Only then is the sha256 of a file
+    that has none published recorded: a bad first body (an error page, a cut download) is deleted,
+    not pinned, and the next use downloads it again."""
+    expected, _ = _expected_sha256(entry)
+    try:
+        if entry.converted:
+            _convert(entry, raw, product, digest)
+        elif expected is None and entry.kind != "detector":
+            load_file(raw, entry.kind)
+    except ModelError as e:
+        raw.unlink(missing_ok=True)
+        raise ModelError(f"{entry.name}: the file fetched is not a usable model, so it was deleted ({e})") from None
+    if expected is None:
+        _record(entry, digest)
+
+
 def _fetch(entry: Entry, quiet: bool) -> Path:
     folder = _models() / entry.name
     product = folder / entry.product_name
@@ -399,8 +413,8 @@ def _fetch(entry: Entry, quiet: bool) -> Path:
             return product
         raw = folder / entry.file_name
         digest = _check_cached(entry, raw) if raw.is_file() else _download_entry(entry, raw, quiet)
-        if entry.converted:
-            _convert(entry, raw, product, digest)
+        if entry.converted or _expected_sha256(entry)[0] is None:
+            _accept(entry, raw, product, digest)
     return product
 
 
@@ -437,6 +451,7 @@ def remove(name: str) -> Path:
         raise ModelError(f"{name} is not in the cache")
     with _locked(key, quiet=False):
         shutil.rmtree(folder)
+        _record_path(key).unlink(missing_ok=True)  # a new download is checked afresh
     return folder
 
 

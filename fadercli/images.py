@@ -5,9 +5,13 @@ CMYK; 8 or 16 bits) plus the alpha channel apart. Detection and alignment look a
 an edit comes back as a change in RGB that is converted into the photo's own model only where it
 applies, so every other pixel is written back exactly as it was read.
 
-What is read: anything Pillow decodes (EXIF orientation applied), plus 16-bit RGB(A) PNG, which
-Pillow would cut to 8 bits, through OpenCV. Modes without a faithful way back (palette, YCbCr,
-...) are converted to RGB(A) on reading; palette GIFs are written back with their own palette.
+What is read: JPEG (and MPO), PNG, WebP, GIF, TIFF, BMP and PPM/PGM/PBM through Pillow (EXIF
+orientation applied), plus 16-bit RGB(A) PNG, which Pillow would cut to 8 bits, through OpenCV.
+Every image goes through one gate, `open_image`: formats outside that list are refused unread (Pillow
+would hand PostScript to Ghostscript), the pixel count is checked from the header against
+limits.Limits before anything is decoded, and any decoder failure is one InputError line. Modes
+without a faithful way back (palette, YCbCr, ...) are converted to RGB(A) on reading; palette GIFs
+are written back with their own palette.
 """
 
 from __future__ import annotations
@@ -17,15 +21,31 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fadercli.errors import InputError, OutputError, UsageError
+from fadercli.errors import FaderError, InputError, OutputError, UsageError
 from fadercli.files import atomic_path
+from fadercli.limits import DEFAULT as DEFAULT_LIMITS
+from fadercli.limits import MEGA, PILLOW_CEILING, Limits
+
+# Pillow's plugins fader opens untrusted files with: decoders inside Pillow's own libraries only.
+# (EPS would run Ghostscript on the file; PSD, ICO, FITS, ... are not photos and widen the surface.)
+# JPEG's opener also reads MPO (multi-picture JPEG); PPM's reads PGM and PBM too.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "PPM")
+READABLE = "JPEG, PNG, WebP, GIF, TIFF, BMP, PPM/PGM"
+# Kinds of files people mistake for photos, by their first bytes: only for a clearer refusal.
+_OTHER_KINDS = (
+    (b"%!PS", "a PostScript file"), (b"\xc5\xd0\xd3\xc6", "a PostScript (EPS) file"), (b"%PDF", "a PDF document"),
+    (b"<svg", "an SVG drawing"), (b"<?xml", "an XML file"), (b"8BPS", "a Photoshop file"),
+    (b"\x00\x00\x01\x00", "a Windows icon"), (b"\x00\x00\x00\x0cjP", "a JPEG 2000 image"),
+    (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+)
 
 # Pillow mode as read -> (colour model kept in memory, whether it has alpha).
 _MODES = {
@@ -171,19 +191,76 @@ def _read_16bit_colour_png(data: np.ndarray, name: str, orientation: int | None)
     return rgb, alpha
 
 
-def read_image(path: str | os.PathLike) -> Photo:
+def read_image(path: str | os.PathLike, *, limits: Limits = DEFAULT_LIMITS) -> Photo:
     """Decode an image file (EXIF orientation applied) into a Photo; InputError for anything unusable."""
     path = Path(path)
-    return _decode(path, str(path), path)
+    return _decode(path, str(path), path, limits)
 
 
-def decode_image(data: bytes, name: str) -> Photo:
+def decode_image(data: bytes, name: str, *, limits: Limits = DEFAULT_LIMITS) -> Photo:
     """Decode an image held in memory (an upload) as read_image decodes files, with the same checks;
     `name` only says which image an error is about."""
-    return _decode(io.BytesIO(data), name, None)
+    return _decode(io.BytesIO(data), name, None, limits)
 
 
-def _decode(source: Path | io.BytesIO, name: str, path: Path | None) -> Photo:
+def _kind_of(head: bytes) -> str | None:
+    """What a file that is not an allowed image is, by its first bytes (for the message)."""
+    for signature, kind in _OTHER_KINDS:
+        if head.lstrip().startswith(signature):
+            return kind
+    return None
+
+
+@contextmanager
+def open_image(source: str | os.PathLike | io.BytesIO, name: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Image.Image]:
+    """The gate every untrusted image goes through: a lazily decoded Pillow image of an allowed format
+    (ALLOWED_FORMATS: none that hands the file to another program) whose size is within `limits`,
+    checked from the header before any pixel is decoded. Any failure inside the block, Pillow's and
+    the decoders' included, becomes one InputError line."""
+    if not isinstance(source, io.BytesIO):
+        source = Path(source)
+        if source.exists() and not source.is_dir() and not source.is_file():
+            raise InputError(f"{name}: not a regular file", code="not_an_image")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from MAX_IMAGE_PIXELS on and refuses from twice that; fader's own limit decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source, formats=ALLOWED_FORMATS) as im:
+                limits.check_pixels(im.width, im.height, name)
+                yield im
+    except FaderError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file", code="no_such_file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a folder, not an image", code="no_such_file") from None
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{name}: more than {PILLOW_CEILING:,} pixels, over the {limits.max_pixels / MEGA:g} MP limit"
+            " (--max-megapixels), refused as a possible decompression bomb",
+            code="too_many_pixels",
+        ) from None
+    except UnidentifiedImageError:
+        head = source.getvalue()[:64] if isinstance(source, io.BytesIO) else _head(source)
+        kind = _kind_of(head)
+        what = f"{kind}, not a photo format fader reads" if kind else "not an image, or a format fader does not read"
+        raise InputError(f"{name}: {what} (it reads {READABLE})", code="not_an_image") from None
+    except MemoryError:
+        raise InputError(f"{name}: not enough memory to decode it", code="too_many_pixels") from None
+    except Exception as e:  # truncated or corrupt data fails in many ways inside the decoders
+        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{name}: cannot decode: {reason}", code="unreadable_image") from None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64)
+    except OSError:
+        return b""
+
+
+def _decode(source: Path | io.BytesIO, name: str, path: Path | None, limits: Limits) -> Photo:
     def raw(n: int = -1) -> np.ndarray:
         """The encoded bytes (the first n), without Pillow's decoding."""
         if path is not None:
@@ -191,38 +268,19 @@ def _decode(source: Path | io.BytesIO, name: str, path: Path | None) -> Photo:
         data = np.frombuffer(source.getbuffer(), np.uint8)
         return data if n < 0 else data[:n]
 
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns from MAX_IMAGE_PIXELS on and refuses from twice that: the refusal is the limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                fmt = im.format
-                orientation = im.getexif().get(_ORIENTATION)
-                if fmt == "PNG" and _png_is_16bit_colour(raw(26).tobytes()):
-                    rgb, alpha = _read_16bit_colour_png(raw(), name, orientation)
-                    info = {k: im.info[k] for k in ("icc_profile", "dpi") if k in im.info}
-                    return Photo(rgb, "RGB", alpha, "RGB;16", fmt, path, info)
-                im = ImageOps.exif_transpose(im)
-                im.load()
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file", code="no_such_file") from None
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a folder, not an image", code="no_such_file") from None
-    except Image.DecompressionBombError:
-        raise InputError(
-            f"{name}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a possible decompression bomb",
-            code="too_many_pixels",
-        ) from None
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: not an image, or a format that cannot be read", code="not_an_image") from None
-    except (OSError, SyntaxError, ValueError, struct.error) as e:
-        # Truncated or corrupt data: Pillow's message is a one-liner.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{name}: cannot decode: {reason}", code="unreadable_image") from None
-    return _from_pil(im, fmt, path)
+    with open_image(source, name, limits) as im:
+        fmt = im.format
+        orientation = im.getexif().get(_ORIENTATION)
+        if fmt == "PNG" and _png_is_16bit_colour(raw(26).tobytes()):
+            rgb, alpha = _read_16bit_colour_png(raw(), name, orientation)
+            info = {k: im.info[k] for k in ("icc_profile", "dpi") if k in im.info}
+            return Photo(rgb, "RGB", alpha, "RGB;16", fmt, path, info)
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        return _from_pil(im, fmt, path, name)
 
 
-def _from_pil(im: Image.Image, fmt: str | None, path: Path | None) -> Photo:
+def _from_pil(im: Image.Image, fmt: str | None, path: Path | None, name: str = "the image") -> Photo:
     source_mode = im.mode
     info = {k: im.info[k] for k in ("icc_profile", "dpi", "exif") if k in im.info}
     palette = None
@@ -234,11 +292,11 @@ def _from_pil(im: Image.Image, fmt: str | None, path: Path | None) -> Photo:
         # Older Pillow opens 16-bit grey PNGs as 32-bit "I"; true 32-bit data has no way back.
         values = np.asarray(im)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise InputError(f"{path}: 32-bit integer images are not supported")
+            raise InputError(f"{name}: 32-bit integer images are not supported", code="unsupported_image")
         im = Image.fromarray(values.astype(np.uint16))
     elif im.mode not in _MODES:
         if im.mode == "F":
-            raise InputError(f"{path}: 32-bit float images are not supported")
+            raise InputError(f"{name}: 32-bit float images are not supported", code="unsupported_image")
         im = im.convert("RGBA" if "A" in im.mode else "RGB")
     model, has_alpha = _MODES[im.mode]
     if im.mode == "1":

@@ -22,21 +22,39 @@ from torch import nn
 UPSAMPLE_METHODS = ("convtranspose", "upsampling", "pixelshuffle")
 
 
-def _check_image_geometry(img_size: int, init_fm: int, max_fm: int) -> int:
-    """Validate the shared geometry; return log2(img_size)."""
+# Bounds on what a config may ask for, far above any real Fader network (the release's are 32 / 512 /
+# 512, CelebA has 40 attributes): a weights file's metadata must not make fader build a giant model.
+MAX_FM = 4096
+MAX_HID_DIM = 8192
+MAX_ATTRIBUTES = 64
+MAX_CATEGORIES = 256
+
+
+def _check_image_geometry(config) -> int:
+    """Validate the geometry configs share; return log2(img_size)."""
+    img_size, init_fm, max_fm = config.img_size, config.init_fm, config.max_fm
     depth = int(math.log2(img_size)) if img_size > 0 else 0
     if img_size < 32 or img_size > 512 or 2**depth != img_size:
         raise ValueError(f"img_size must be a power of two from 32 to 512, got {img_size}")
-    if not 1 <= init_fm <= max_fm:
-        raise ValueError(f"need 1 <= init_fm <= max_fm, got init_fm={init_fm}, max_fm={max_fm}")
+    if not 1 <= init_fm <= max_fm <= MAX_FM:
+        raise ValueError(f"need 1 <= init_fm <= max_fm <= {MAX_FM}, got init_fm={init_fm}, max_fm={max_fm}")
+    if config.img_channels != 3:  # fader edits RGB photos
+        raise ValueError(f"img_channels must be 3, got {config.img_channels}")
+    if not 1 <= config.hid_dim <= MAX_HID_DIM:
+        raise ValueError(f"hid_dim must be from 1 to {MAX_HID_DIM}, got {config.hid_dim}")
     return depth
 
 
 def _normalise_attributes(obj, attributes) -> None:
     # JSON round trips turn tuples into lists; frozen dataclasses must stay hashable.
-    pairs = tuple((str(name), int(n)) for name, n in attributes)
-    if not pairs or any(n < 2 for _, n in pairs):
-        raise ValueError(f"attributes must be (name, n_categories >= 2) pairs, got {attributes!r}")
+    try:
+        pairs = tuple((str(name), int(n)) for name, n in attributes)
+    except (TypeError, ValueError):
+        raise ValueError(f"attributes must be (name, n_categories) pairs, got {attributes!r}"[:300]) from None
+    if not pairs or any(not 2 <= n <= MAX_CATEGORIES for _, n in pairs):
+        raise ValueError(f"attributes must be (name, n_categories of 2 to {MAX_CATEGORIES}) pairs, got {attributes!r}"[:300])
+    if len(pairs) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(pairs)}")
     object.__setattr__(obj, "attributes", pairs)
 
 
@@ -49,10 +67,19 @@ class _ConfigMixin:
 
     @classmethod
     def from_dict(cls, data: dict):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        """The config a file's metadata describes; ValueError for unknown fields or wrong types."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a {cls.__name__} must be a JSON object")
+        known = {f.name: f.default for f in fields(cls)}
+        unknown = sorted(map(str, set(data) - set(known)))
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}"[:300])
+        for name, value in data.items():
+            default = known[name]
+            # bool is an int, and an int is a fine float: check the types a JSON reader gives.
+            wanted = (list, tuple) if isinstance(default, tuple) else (int, float) if type(default) is float else type(default)
+            if type(value) is bool and type(default) is not bool or not isinstance(value, wanted):
+                raise ValueError(f"{cls.__name__} field {name} has the wrong type: {value!r}"[:300])
         return cls(**data)
 
     @property
@@ -84,7 +111,7 @@ class FaderConfig(_ConfigMixin):
 
     def __post_init__(self) -> None:
         _normalise_attributes(self, self.attributes)
-        depth = _check_image_geometry(self.img_size, self.init_fm, self.max_fm)
+        depth = _check_image_geometry(self)
         if not 1 <= self.n_layers <= depth:
             raise ValueError(f"n_layers must be 1..{depth} for {self.img_size} px, got {self.n_layers}")
         if self.instance_norm and self.n_layers == depth:
@@ -117,7 +144,7 @@ class ClassifierConfig(_ConfigMixin):
 
     def __post_init__(self) -> None:
         _normalise_attributes(self, self.attributes)
-        _check_image_geometry(self.img_size, self.init_fm, self.max_fm)
+        _check_image_geometry(self)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

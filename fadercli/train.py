@@ -533,18 +533,42 @@ def _stderr_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _check_archive(path: Path) -> None:
+    """A checkpoint is a zip of uncompressed records (torch.save's format): one whose records are
+    compressed, or claim more bytes than the file holds, could inflate to any size when loaded."""
+    import zipfile
+
+    from fadercli.errors import ModelError
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable checkpoint ({e})") from None
+    size = path.stat().st_size
+    if any(r.compress_type != zipfile.ZIP_STORED for r in records) or sum(r.file_size for r in records) > size:
+        raise ModelError(f"{path}: not a checkpoint torch.save wrote (compressed or oversized records)")
+
+
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint.pt, read without unpickling anything but tensors and plain containers."""
+    """A checkpoint.pt, read without unpickling anything but tensors and plain containers, its
+    configs and autoencoder checked (a ModelError line for anything else)."""
+    from fadercli.errors import ModelError
+
+    _check_archive(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, forbidden global: all mean "unusable"
-        from fadercli.errors import ModelError
-
         raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        from fadercli.errors import ModelError
-
         raise ModelError(f"{path}: not a fader training checkpoint (version {CHECKPOINT_VERSION})")
+    try:
+        FaderConfig.from_dict(state["model_config"])
+        TrainConfig(**state["config"])
+        if not isinstance(state["ae"], dict) or not all(isinstance(k, str) for k in state["ae"]):
+            raise ValueError("its autoencoder is not a state dict")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: a damaged checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     return state
 
 
@@ -554,7 +578,7 @@ def load_checkpoint_model(path: Path, kind: str | None = None) -> LoadedModel:
     require_kind(str(path), "fader", kind)
     config = FaderConfig.from_dict(state["model_config"])
     model = build_from_tensors("fader", config, state["ae"], str(path))
-    training = {"steps": state["step"], "source": "training checkpoint"}
+    training = {"steps": state.get("step"), "source": "training checkpoint"}
     return LoadedModel("fader", model, config, slider_ranges(AttributeSet.from_pairs(config.attributes)), training, Path(path))
 
 

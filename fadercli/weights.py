@@ -17,6 +17,7 @@ Loading never unpickles, and checks every tensor against the config before build
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from torch import nn
 
 from fadercli import __version__
 from fadercli.attributes import AttributeSet
-from fadercli.errors import ModelError
+from fadercli.errors import ModelError, OutputError
 from fadercli.files import atomic_path
 from fadercli.model import AutoEncoder, Classifier, ClassifierConfig, FaderConfig
 
@@ -96,10 +97,26 @@ def save_model(
         for name, t in model.state_dict().items()
         if not name.endswith(_OPTIONAL_SUFFIX)
     }
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except (OSError, SafetensorError) as e:  # a full disk, a quota, a file size limit
+            raise OutputError(f"cannot write {path}: {_io_reason(e)}") from None
+
+
+def _io_reason(error: Exception) -> str:
+    """A write failure in a few words ("No space left on device"), from an OSError or safetensors'
+    Rust error, which names the OS error by its number."""
+    import re
+
+    code = getattr(error, "errno", None)
+    found = re.search(r"os error (\d+)", str(error))
+    if code is None and found:
+        code = int(found[1])
+    return os.strerror(code) if code else (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -122,13 +139,45 @@ def require_kind(where: str, found: str, wanted: str | None) -> None:
         raise ModelError(f"{where}: this is a {found} model, a {wanted} model is needed here")
 
 
+def is_dense(size, stride) -> bool:
+    """Whether a view of `size` with `stride` covers its elements once each, in some dimension order
+    (row-major, channels-last ...): no stride 0, no overlap, no gaps. A dimension of 1 takes any stride."""
+    if 0 in size:
+        return True
+    expected = 1
+    for n, s in sorted(((n, s) for n, s in zip(size, stride) if n != 1), key=lambda p: (p[1], p[0])):
+        if s != expected:
+            return False
+        expected *= n
+    return True
+
+
+def _check_memory(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """ModelError for a tensor that is not dense, or two that share memory: a file's few stored bytes
+    must not stand for the gigabytes its tensors' shapes claim (each later copy would make them real)."""
+    spans = []
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise ModelError(f"{where}: {name} is not a tensor")
+        if not is_dense(t.shape, t.stride()):
+            raise ModelError(f"{where}: tensor {name} is not dense in memory (a stride-0 or overlapping view)")
+        if t.numel():
+            start = t.data_ptr()
+            spans.append((start, start + t.numel() * t.element_size(), name))
+    spans.sort()
+    for (_, end, name), (start, _, other) in zip(spans, spans[1:]):
+        if start < end:
+            raise ModelError(f"{where}: tensors {name} and {other} overlap in memory")
+
+
 def build_from_tensors(
     kind: str, config, tensors: dict[str, torch.Tensor], where: str
 ) -> nn.Module:
-    """A model of `kind` for `config` holding `tensors`, after checking names, shapes and values.
+    """A model of `kind` for `config` holding `tensors`, after checking names, shapes, memory and values.
 
     Built on the meta device first, so a mismatched file costs no real allocation.
     """
+    _check_memory(tensors, where)
     _, cls = KINDS[kind]
     with torch.device("meta"):
         model = cls(config)
@@ -158,6 +207,23 @@ def build_from_tensors(
     return model.eval()
 
 
+def _slider_ranges(data, attributes: AttributeSet) -> dict[str, tuple[float, float]]:
+    """The metadata's {attribute: [lo, hi]}: each an attribute of the model, lo < hi, both finite."""
+    if not isinstance(data, dict):
+        raise ValueError("slider_ranges must be a JSON object {attribute: [lo, hi]}")
+    ranges = {}
+    for name, pair in data.items():
+        if name not in attributes.names:
+            raise ValueError(f"slider_ranges names {name!r}, which the model does not edit"[:200])
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) in (int, float) for v in pair)):
+            raise ValueError(f"the slider range of {name} must be [lo, hi]")
+        lo, hi = float(pair[0]), float(pair[1])
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"the slider range of {name} must be two finite numbers, lo < hi")
+        ranges[name] = (lo, hi)
+    return ranges
+
+
 def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
     """Read a weights file in our format; `kind` ("fader"/"classifier") if the caller needs one."""
     path = Path(path)
@@ -177,12 +243,14 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
     config_cls, _ = KINDS[file_kind]
     try:
         config = config_cls.from_dict(json.loads(metadata["config"]))
-        ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in json.loads(metadata["slider_ranges"]).items()}
+        attributes = AttributeSet.from_pairs(config.attributes)
+        ranges = _slider_ranges(json.loads(metadata["slider_ranges"]), attributes)
         training = json.loads(metadata.get("training", "{}"))
+        if not isinstance(training, dict):
+            raise ValueError("training must be a JSON object")
     except (KeyError, ValueError, TypeError) as e:
-        raise ModelError(f"{path}: invalid metadata ({e})") from None
+        raise ModelError(f"{path}: invalid metadata ({type(e).__name__}: {str(e)[:200]})") from None
     model = build_from_tensors(file_kind, config, tensors, str(path))
-    attributes = AttributeSet.from_pairs(config.attributes)
     return LoadedModel(
         kind=file_kind,
         model=model,

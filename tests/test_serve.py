@@ -271,7 +271,8 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token(run_cli):
     result = run_cli("serve", "--host", "0.0.0.0", "--model", "nothing.safetensors")
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "fader: error: --host 0.0.0.0 lets other machines connect: give --token T (or --token auto) to require a token"
+        "fader: error: --host 0.0.0.0 lets other machines connect: require a token (FADER_TOKEN=..., --token-file F"
+        " or --token auto)"
     ]
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fadercli.cli.shared import Failures
+from fadercli.cli.shared import Failures, MaxFaces, MaxMegapixels
 from fadercli.errors import FaderError, OutputError, UsageError
 
 
@@ -29,6 +29,8 @@ def align(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON record per face on stdout.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    max_megapixels: MaxMegapixels = None,
+    max_faces: MaxFaces = None,
 ) -> None:
     """Find, align and crop the faces in photos, framed as CelebA's aligned images (<stem>_face<k>.png).
 
@@ -36,11 +38,13 @@ def align(
     """
     from fadercli import faces as facelib
     from fadercli.images import expand_inputs, from_array, read_image, save_image, to_uint8
+    from fadercli.limits import Limits
 
     if not 16 <= size <= 4096:
         raise UsageError(f"--size must be from 16 to 4096 pixels, got {size}")
     choice = facelib.parse_face_choice(face)
-    options = {} if threshold is None else {"threshold": threshold}
+    limits = Limits.of(max_megapixels, max_faces)
+    options = {"max_faces": limits.max_faces} | ({} if threshold is None else {"threshold": threshold})
     paths = expand_inputs(inputs)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out-dir {out_dir} is a file")
@@ -56,7 +60,7 @@ def align(
     written = 0
     for path in paths:
         try:
-            photo = read_image(path)
+            photo = read_image(path, limits=limits)
             aligned = facelib.align_faces(photo, size=size, choice=choice, align=not no_align, **options)
             targets = [output(f"{path.stem}_face{item.index}.png") for item in aligned]
             debug_path = output(f"{path.stem}_debug.jpg") if debug else None

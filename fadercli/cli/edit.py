@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from fadercli import say
-from fadercli.cli.shared import Device, Face, Failures, Json, Models, NoAlign, Quiet, Threshold
+from fadercli.cli.shared import Device, Face, Failures, Json, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
 from fadercli.errors import FaderError, InputError, OutputError, UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.")]
@@ -61,6 +61,8 @@ def edit(
     allow_no_face: Annotated[
         bool, typer.Option("--allow-no-face", help="Clips: write a clip in which no face is found, unedited (else exit code 4).")
     ] = False,
+    max_megapixels: MaxMegapixels = None,
+    max_faces: MaxFaces = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -72,9 +74,11 @@ def edit(
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs, output_format, save_image
+    from fadercli.limits import Limits
     from fadercli.progress import progress_bar
     from fadercli.video import is_video
 
+    limits = Limits.of(max_megapixels, max_faces)
     values, shifts = _assignments(set_, "--set"), _assignments(shift, "--shift")
     if not values and not shifts:
         raise UsageError("nothing to edit: give --set NAME=VALUE or --shift NAME=DELTA")
@@ -97,7 +101,7 @@ def edit(
 
     fader = Fader.load(
         model or None, attributes=[*values, *shifts], device=device, batch_size=batch_size, threshold=threshold,
-        quiet=quiet,
+        quiet=quiet, limits=limits,
     )
     fader.plan(values, shifts)  # names and values checked before any work
     requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
@@ -262,6 +266,8 @@ def inspect(
     threshold: Threshold = None,
     device: Device = "auto",
     partial: Partial = False,
+    max_megapixels: MaxMegapixels = None,
+    max_faces: MaxFaces = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -276,9 +282,12 @@ def inspect(
     from fadercli.progress import progress_bar
     from fadercli.video import is_video
 
+    from fadercli.limits import Limits
+
+    limits = Limits.of(max_megapixels, max_faces)
     choice = parse_face_choice(face)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
-    fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold)
+    fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold, limits=limits)
     say(f"device: {describe(fader.device)}")
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
     failures = Failures()

@@ -29,6 +29,14 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
 Face = Annotated[str, typer.Option("--face", help="all, largest, or an index (0 = the largest face).")]
+MaxMegapixels = Annotated[
+    Optional[float],
+    typer.Option("--max-megapixels", help="Refuse photos and video frames larger than this, width x height in"
+                 " megapixels (default 100).", show_default=False),
+]
+MaxFaces = Annotated[
+    Optional[int], typer.Option("--max-faces", help="Faces edited per photo, the largest first (default 64).", show_default=False)
+]
 
 
 class Failures:

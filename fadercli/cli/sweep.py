@@ -9,7 +9,7 @@ import typer
 
 from fadercli import say
 from fadercli.cli.edit import Inputs
-from fadercli.cli.shared import Device, Face, Models, NoAlign, Quiet, Threshold
+from fadercli.cli.shared import Device, Face, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
 from fadercli.errors import OutputError, UsageError
 
 
@@ -45,6 +45,8 @@ def sweep(
     threshold: Threshold = None,
     device: Device = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    max_megapixels: MaxMegapixels = None,
+    max_faces: MaxFaces = None,
     quiet: Quiet = False,
 ) -> None:
     """Slide attributes through a range of values: an animated GIF or video (.mp4: H.264, .webm: VP9, full colour) whose every frame is a grid (a row per input, or per face with --crop; a column per attribute; the value under each cell), or a static grid (a row per input and attribute: the original, then each step).
@@ -55,6 +57,7 @@ def sweep(
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.images import expand_inputs, image_format
+    from fadercli.limits import Limits
     from fadercli.video import is_writable_video
 
     video = is_writable_video(output)
@@ -77,7 +80,8 @@ def sweep(
     if not output.parent.is_dir():
         raise OutputError(f"cannot write {output}: no such folder {output.parent}")
     paths = list(dict.fromkeys(expand_inputs(inputs)))
-    fader = Fader.load(model or None, attributes=attr, device=device, threshold=threshold, quiet=quiet)
+    fader = Fader.load(model or None, attributes=attr, device=device, threshold=threshold, quiet=quiet,
+                       limits=Limits.of(max_megapixels, max_faces))
     say(f"device: {describe(fader.device)}")
     result = fader.sweep(
         paths, attr, steps=steps, value_range=bounds, face=choice, align=not no_align, crop=crop, max_size=max_size

@@ -2,22 +2,26 @@
 
 Every route is a thin shell over the Python API: an upload is `Fader.analyse` + `estimates()`, a
 render `Analysis.render`, a sweep `Fader.sweep` of the analysis, `POST /api/edit` `Fader.edit`;
-images are encoded as `fader edit` writes them (images.encode_image). Model work runs in a small
-thread pool, off the event loop.
+images are encoded as `fader edit` writes them (images.encode_image). Model work runs on a few
+threads with a bounded queue (work.py), off the event loop.
+
+What the server trusts (README, "Security"): requests that change anything (every method but GET,
+HEAD and OPTIONS) must come from its own page, a client that is not a browser, or the --cors
+origin: a browser's Origin / Sec-Fetch-Site headers from any other site are refused (403), so a
+page the user visits elsewhere cannot upload, load models or fill memory. With a token, every API
+call needs it too (compared as bytes). Uploads are bounded in bytes, pixels and faces.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
+import hmac
 import json
 import re
-import secrets
 import sys
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -31,12 +35,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fadercli import __version__
 from fadercli.errors import FaderError, UsageError
+from fadercli.limits import SERVE, Limits
 from fadercli.serve.cache import PhotoCache, PhotoEntry
 from fadercli.serve.errors import HTTPFailure, failure, from_error
 from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import ClientGone, RenderQueue
+from fadercli.serve.work import WorkPool
 
-TOKEN_COOKIE = "fader_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
                "TIFF": "image/tiff", "BMP": "image/bmp"}
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -52,6 +58,9 @@ class Settings:
     cors: str | None = None  # an origin allowed to call the API from another page
     allowed_hosts: tuple[str, ...] | None = None  # Host headers accepted (None: any); against DNS rebinding
     workers: int = 1  # threads running model work
+    queue: int = 8  # model jobs that may wait for a thread; more are answered 503
+    limits: Limits = SERVE  # pixels and faces per photo
+    cookie: str = "fader_token"  # the token's cookie; the server names it after its port
     device: str = "cpu"  # how /api/health describes the device
 
 
@@ -85,7 +94,7 @@ class SweepRequest(BaseModel):
 
 
 def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
-    executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fader-model")
+    work = WorkPool(settings.workers, settings.queue)
     cache = PhotoCache(settings.cache_photos, settings.cache_bytes)
     queue = RenderQueue()
     page, page_csp = _page()
@@ -93,7 +102,7 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        executor.shutdown(wait=True, cancel_futures=True)
+        work.shutdown()  # waiting jobs cancelled; a running one is not waited for
 
     app = FastAPI(
         title="fader", version=__version__, lifespan=lifespan,
@@ -103,7 +112,7 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
     app.state.pool = pool
 
     async def in_pool(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        return await work.run(fn, *args)
 
     # ------------------------------------------------------------ errors
 
@@ -141,10 +150,11 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index(request: Request):
         token = request.query_params.get("token")
-        if token is not None and settings.token is not None and secrets.compare_digest(token, settings.token):
-            # The token goes into a cookie and out of the address bar (and the history).
+        if token is not None and settings.token is not None and same_token(token, settings.token):
+            # The token goes into a cookie and out of the address bar (and the history); the cookie is
+            # named after the port, since cookies do not tell one local port from another.
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            response.set_cookie(settings.cookie, token, httponly=True, samesite="strict")
             return response
         return HTMLResponse(page, headers={"Content-Security-Policy": page_csp, "Cache-Control": "no-cache"})
 
@@ -179,7 +189,7 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
         def analyse():
             from fadercli.images import decode_image
 
-            analysis = fader.analyse(decode_image(data, name), name=name, align=align)
+            analysis = fader.analyse(decode_image(data, name, limits=fader.limits), name=name, align=align)
             return analysis, analysis.estimates()
 
         analysis, faces = await in_pool(analyse)
@@ -271,7 +281,7 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
 
         def job():
             started = time.perf_counter()
-            photo = decode_image(data, name)
+            photo = decode_image(data, name, limits=fader.limits)
             analysis = fader.analyse(photo, face=choice, align=align, name=name)
             result = analysis.render(values, shifts)
             rendered = time.perf_counter()
@@ -373,8 +383,17 @@ def _page() -> tuple[str, str]:
     return html, csp
 
 
+def same_token(given: str | bytes, token: str) -> bool:
+    """A constant-time comparison of a token as sent (any bytes: headers arrive as latin-1, query
+    strings as UTF-8) with the server's, as bytes (compare_digest refuses non-ASCII str)."""
+    if isinstance(given, str):
+        given = given.encode("utf-8", "replace")
+    return hmac.compare_digest(given, token.encode("utf-8"))
+
+
 class _Guard:
-    """ASGI middleware: the Host header (against DNS rebinding), the token, and the body size limit."""
+    """ASGI middleware: the Host header (against DNS rebinding), requests from other sites, the
+    token, and the body size limit."""
 
     def __init__(self, app, settings: Settings):
         self.app = app
@@ -391,6 +410,11 @@ class _Guard:
             if host.lower() not in allowed:
                 return await failure(f"this server answers only to {', '.join(allowed)}, not {host!r}",
                                      "bad_host", 400)(scope, receive, send)
+        if scope["method"] not in SAFE_METHODS and not self._same_site(scope, headers):
+            return await failure(
+                "refused a request from another site: only fader's own page (or the --cors origin) may change anything",
+                "cross_site", 403,
+            )(scope, receive, send)
         path = scope["path"]
         if self.settings.token is not None and path != "/" and not self._authorised(headers):
             return await failure(
@@ -414,14 +438,25 @@ class _Guard:
 
         await self.app(scope, counted, send)
 
+    def _same_site(self, scope, headers: dict[str, str]) -> bool:
+        """Whether a browser says the request comes from this server's own page (or the --cors origin).
+        Browsers send Origin with every POST, PUT and DELETE, and Sec-Fetch-Site with most requests;
+        a client that sends neither is not a browser (curl, a script), which no web page can drive."""
+        origin = headers.get("origin")
+        if origin is not None and origin == self.settings.cors:
+            return True
+        if origin is not None and origin.lower() != f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower():
+            return False  # another site, another port, or "null" (a sandboxed frame, a file)
+        return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+
     def _authorised(self, headers: dict[str, str]) -> bool:
         token = self.settings.token
         given = headers.get("authorization", "")
-        if given.lower().startswith("bearer ") and secrets.compare_digest(given[7:].strip(), token):
+        if given.lower().startswith("bearer ") and same_token(given[7:].strip().encode("latin-1"), token):
             return True
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == TOKEN_COOKIE and secrets.compare_digest(value, token):
+            if name == self.settings.cookie and same_token(value.encode("latin-1"), token):
                 return True
         return False
 

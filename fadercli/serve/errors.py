@@ -1,11 +1,13 @@
 """Failures as JSON: {"error": the one line the CLI would print, "code": a stable name} and a status.
 
 400 a malformed request (bad JSON, a missing field, an empty upload), 401 no or a wrong token,
-404 an unknown photo, model or path, 409 a render superseded by a newer one, 413 an upload over
-the limit or an image over the decompression-bomb guard, 415 not an image, 422 a well-formed
-request that cannot be done (unknown attribute, a value that is not finite, no face, a face
-index out of range, a damaged image), 502 a model download that failed. Anything else is a bug:
-500, code `internal`, the traceback on the server's stderr only.
+403 a state-changing request from another site (code `cross_site`), 404 an unknown photo, model
+or path, 409 a render superseded by a newer one, 413 an upload over the limit or an image over
+the pixel limit, 415 not an image (or a format fader does not read), 422 a well-formed request that
+cannot be done (unknown attribute, a value that is not finite, no face, a face index out of range,
+a damaged image), 502 a model download that failed, 503 with Retry-After when the queue of model
+work is full (code `busy`). Anything else is a bug: 500, code `internal`, the traceback on the
+server's stderr only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from fadercli.errors import DeviceError, DownloadError, FaderError, InputError, ModelError, NoFaceError, UsageError
+from fadercli.serve.work import RETRY_AFTER
 
 STATUS_BY_CODE = {
     "bad_request": 400,
@@ -21,6 +24,7 @@ STATUS_BY_CODE = {
     "missing_file": 400,
     "bad_host": 400,
     "unauthorized": 401,
+    "cross_site": 403,
     "not_found": 404,
     "photo_not_found": 404,
     "no_such_model": 404,
@@ -29,6 +33,7 @@ STATUS_BY_CODE = {
     "too_large": 413,
     "too_many_pixels": 413,
     "not_an_image": 415,
+    "busy": 503,
 }
 STATUS_BY_CLASS = ((UsageError, 422), (NoFaceError, 422), (InputError, 422), (ModelError, 422),
                    (DownloadError, 502), (DeviceError, 500))
@@ -60,4 +65,6 @@ def failure(message: str, code: str, status: int | None = None, headers: dict | 
 
 
 def from_error(error: FaderError) -> JSONResponse:
-    return failure(str(error), error.code, status_of(error))
+    status = status_of(error)
+    headers = {"Retry-After": str(RETRY_AFTER)} if status == 503 else None
+    return failure(str(error), error.code, status, headers)

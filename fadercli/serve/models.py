@@ -15,6 +15,7 @@ import torch
 
 from fadercli.api import Fader, Model
 from fadercli.errors import ModelError, UsageError
+from fadercli.limits import SERVE, Limits
 
 
 @dataclass
@@ -32,10 +33,12 @@ class Offer:
 class ModelPool:
     """The offered models and the Fader made of those loaded, in the order they were offered."""
 
-    def __init__(self, specs: list[str], *, device: torch.device, threshold: float | None, quiet: bool = True):
+    def __init__(self, specs: list[str], *, device: torch.device, threshold: float | None, quiet: bool = True,
+                 limits: Limits = SERVE):
         self.device = device
         self.threshold = threshold
         self.quiet = quiet
+        self.limits = limits
         self.registry_mode = not specs
         self._lock = threading.Lock()
         self.fader: Fader | None = None
@@ -63,7 +66,7 @@ class ModelPool:
         self.offers[offer.name] = offer
         models = [o.model for o in self.offers.values() if o.model is not None]
         if self.fader is None:
-            self.fader = Fader(models, device=self.device, threshold=self.threshold, quiet=self.quiet)
+            self.fader = Fader(models, device=self.device, threshold=self.threshold, quiet=self.quiet, limits=self.limits)
         else:
             self.fader.models[:] = models  # analyses made before share this Fader and see the new model
 

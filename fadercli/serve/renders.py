@@ -5,7 +5,7 @@ analysis is shared state, and two renders of one photo would only compete for th
 identical request already waiting or running is shared rather than repeated; a request sent with
 `supersede` that is still waiting when a newer superseding one arrives for the same photo is
 answered 409 (`superseded`) without being rendered; and one whose client has gone (a page that
-aborted it) is skipped when its turn comes.
+aborted it) is skipped when its turn comes, unless other clients share it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     latest: int = 0  # the newest superseding request's number
     shared: dict = field(default_factory=dict)  # request key -> future of its result
+    sharers: dict = field(default_factory=dict)  # request key -> clients waiting on it besides its own
     users: int = 0
 
 
@@ -51,7 +52,12 @@ class RenderQueue:
     ) -> T:
         slot = self._slots.setdefault(photo_id, _Slot())
         if key in slot.shared:
-            return await asyncio.shield(slot.shared[key])
+            slot.sharers[key] = slot.sharers.get(key, 0) + 1
+            try:
+                return await asyncio.shield(slot.shared[key])
+            finally:
+                if key in slot.sharers:
+                    slot.sharers[key] -= 1
         future = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # sharers may be none
         slot.shared[key] = future
@@ -63,7 +69,7 @@ class RenderQueue:
             async with slot.lock:
                 if supersede and mine != slot.latest:
                     raise Superseded("a newer render of this photo was asked for")
-                if await gone():
+                if not slot.sharers.get(key) and await gone():  # nobody else wants it either
                     raise ClientGone()
                 result = await job()
             future.set_result(result)
@@ -75,6 +81,7 @@ class RenderQueue:
         finally:
             if slot.shared.get(key) is future:
                 del slot.shared[key]
+                slot.sharers.pop(key, None)
             slot.users -= 1
             if slot.users == 0:
                 self._slots.pop(photo_id, None)

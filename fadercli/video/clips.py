@@ -25,7 +25,14 @@ import av
 import numpy as np
 
 from fadercli.errors import InputError, OutputError, UsageError
+from fadercli.limits import DEFAULT as DEFAULT_LIMITS
+from fadercli.limits import Limits
 from fadercli.video import WRITABLE
+
+# The demuxers a clip may be read with (FFmpeg's names). Left out: those that open other files or
+# URLs named inside the clip (HLS, DASH, concat lists, image sequences) and raw guesses, so that
+# a playlist named .mp4 cannot make FFmpeg read anything but the file given.
+DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpeg,mpegts,asf,flv,ogg,nut,mxf,yuv4mpegpipe"
 
 # 4:2:0 layouts whose planes go to the encoder as they are (yuvj420p: the same, in full range).
 PLANAR_420 = ("yuv420p", "yuvj420p")
@@ -54,6 +61,7 @@ class ClipInfo:
     display_matrix: tuple[int, ...] | None
     colour: tuple[int, int, int, int]  # colorspace, range, primaries, transfer, as FFmpeg numbers them
     copied: tuple[tuple[int, str, str], ...]  # (stream index, type, codec) of audio and subtitle streams
+    max_pixels: int = DEFAULT_LIMITS.max_pixels  # a frame's width x height, checked by the decoder too
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -74,17 +82,33 @@ def _reason(error: Exception) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
-def probe(path: str | Path) -> ClipInfo:
-    """Open a clip and decode its first frame; InputError for anything fader cannot edit."""
+def open_clip(path: Path, max_pixels: int) -> av.container.InputContainer:
+    """The gate every clip goes through: the file itself (FFmpeg's file protocol only, never a URL its
+    name or contents suggest), read with an allowed demuxer, metadata that is not UTF-8 replaced
+    rather than fatal, and decoders told the largest frame they may make."""
+    try:
+        container = av.open(
+            "file:" + str(path.resolve()),
+            options={"format_whitelist": DEMUXERS, "protocol_whitelist": "file"},
+            metadata_errors="replace",
+        )
+    except av.error.FFmpegError as e:
+        raise InputError(f"{path}: not a video, or a container that cannot be read ({_reason(e)})") from None
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            stream.codec_context.options = {"max_pixels": str(max_pixels)}
+    return container
+
+
+def probe(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> ClipInfo:
+    """Open a clip and decode its first frame; InputError for anything fader cannot edit (or whose
+    frames are over the pixel limit)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a video")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as e:
-        raise InputError(f"{path}: not a video, or a container that cannot be read ({_reason(e)})") from None
+    container = open_clip(path, limits.max_pixels)
     with container:
         videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
         if not videos:
@@ -95,6 +119,7 @@ def probe(path: str | Path) -> ClipInfo:
         video = videos[0]
         if video.codec_context is None:
             raise InputError(f"{path}: its video codec is unknown to FFmpeg, so it cannot be decoded")
+        limits.check_pixels(video.codec_context.width, video.codec_context.height, str(path), "each frame")
         first = next(_demux(container, [video], path, partial=True), None)
         if first is None:
             raise InputError(f"{path}: no video frame decodes")
@@ -121,7 +146,7 @@ def probe(path: str | Path) -> ClipInfo:
             colour = (colour[0], FULL_RANGE, colour[2], colour[3])
         return ClipInfo(
             path, video.index, first.width, first.height, Fraction(rate), Fraction(video.time_base),
-            video.codec_context.name, frames, end, rotation, matrix, colour, copied,
+            video.codec_context.name, frames, end, rotation, matrix, colour, copied, limits.max_pixels,
         )
 
 
@@ -163,7 +188,7 @@ class Reader:
         self.info, self.partial, self.copy = info, partial, list(copy)
 
     def __enter__(self) -> Reader:
-        self.container = av.open(str(self.info.path))
+        self.container = open_clip(self.info.path, self.info.max_pixels)
         self.video = self.container.streams[self.info.index]
         self.video.thread_type = "AUTO"  # frame threads: the same frames, decoded on several cores
         self.copied = [self.container.streams[i] for i in self.copy]

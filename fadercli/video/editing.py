@@ -188,7 +188,7 @@ def inspect_clip(
     """The clip's tracks: frames, median box, each model's estimate and a classifier's view (medians)."""
     started = time.perf_counter()
     choice = facelib.parse_face_choice(str(face))
-    info = clips.probe(src)
+    info = clips.probe(src, fader.limits)
 
     def measure(crops: list[np.ndarray]) -> list[FaceResult]:
         return [fader.inspect(crop, align=False)[0] for crop in crops]
@@ -227,7 +227,7 @@ def edit_clip(
     clips.check_settings(muxer, crf, preset)
     if not dst.parent.is_dir():
         raise OutputError(f"cannot write {dst}: no such folder {dst.parent}")
-    info = clips.probe(src)
+    info = clips.probe(src, fader.limits)
     copied, notes = _copied(info, muxer, dst)
 
     size = max(step.model.size for step in plan)
