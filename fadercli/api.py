@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
 DEFAULT_BATCH = 16  # faces per pass through the models: enough to keep a CPU busy, little memory
+MAX_VALUE = 100  # slider values and shifts; the authors' sliders go to 10 (1e308 would not fit a float32)
 
 
 @dataclass(eq=False)
@@ -233,8 +234,8 @@ class Fader:
                     raise UsageError(f"{canonical} is given more than once (set it or shift it, once)")
                 seen.add(canonical)
                 value = float(value)
-                if not math.isfinite(value):
-                    raise UsageError(f"{canonical}: {value} is not a finite number")
+                if not math.isfinite(value) or abs(value) > MAX_VALUE:
+                    raise UsageError(f"{canonical}: {value:g} is not a number from -{MAX_VALUE} to {MAX_VALUE}")
                 attribute = model.attributes.attributes[model.attributes.index(canonical)]
                 if kind == "set" and not attribute.binary and (value != round(value) or not 0 <= value < attribute.n_categories):
                     raise UsageError(f"{canonical} takes a category index from 0 to {attribute.n_categories - 1}, got {value:g}")
@@ -484,8 +485,8 @@ class Fader:
         values = {}
         for name in names:
             lo, hi = value_range or self.slider_range(name)
-            if not (math.isfinite(lo) and math.isfinite(hi)) or lo == hi:
-                raise UsageError(f"a sweep range needs two different finite values, got {lo:g}:{hi:g}")
+            if not (abs(lo) <= MAX_VALUE and abs(hi) <= MAX_VALUE) or lo == hi:  # NaN fails too
+                raise UsageError(f"a sweep range needs two different values from -{MAX_VALUE} to {MAX_VALUE}, got {lo:g}:{hi:g}")
             values[name] = np.linspace(lo, hi, steps)
         size = max(model.size for model, _ in owners)
         choice = facelib.parse_face_choice(str(face))

@@ -150,8 +150,6 @@ def _get(url: str, headers: dict, timeout: float):
 
 def _attempt(url: str, job: Download) -> None:
     """One GET appending to job.part (from its current length, with a Range request)."""
-    import requests
-
     part = job.part
     have = part.stat().st_size if part.exists() else 0
     headers = {"Accept-Encoding": "identity", "User-Agent": f"fader/{__version__}"}

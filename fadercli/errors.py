@@ -18,9 +18,17 @@ class FaderError(Exception):
     code = "error"
 
     def __init__(self, message: str = "", *, code: str | None = None):
-        super().__init__(message)
+        super().__init__(one_line(message))
         if code is not None:
             self.code = code
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: control characters a user's input may carry (a file name with a newline,
+    a value typed with a tab) are shown escaped, so that a message is always exactly one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
 
 
 class UsageError(FaderError):

@@ -8,6 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
+# A child process's own peak RSS in MB, as an expression for scripts run with `python -c` (VmHWM:
+# ru_maxrss would carry the parent's peak over fork + exec, and pytest's is large).
+PEAK_MB = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024"
 SHARED = ROOT.parent / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 

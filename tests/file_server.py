@@ -17,6 +17,8 @@ class Plan:
     cut_after: int | None = None  # one-shot: send this many body bytes, then close the connection
     stall_after: int | None = None  # one-shot: send this many body bytes, then wait for `release`
     ignore_range: bool = False  # answer Range requests with 200 and the whole file
+    no_length: bool = False  # send no Content-Length (the body ends when the connection closes)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     sent: int = 0  # body bytes sent, all responses together
     stalled: threading.Event = field(default_factory=threading.Event)
@@ -35,6 +37,12 @@ class _Handler(BaseHTTPRequestHandler):
             status = plan.fail.pop(0) if plan.fail else None
             cut, plan.cut_after = plan.cut_after, None
             stall, plan.stall_after = plan.stall_after, None
+        if self.path in plan.redirects:
+            self.send_response(302)
+            self.send_header("Location", plan.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = plan.files.get(self.path)
         if status or data is None:
             self.send_error(status or 404)
@@ -51,7 +59,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if plan.no_length:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         try:
             if stall is not None:

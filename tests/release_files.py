@@ -37,8 +37,10 @@ def _parameter_2017(self, proto):
     return (nn.Parameter, (self.data, self.requires_grad))
 
 
-def release_bytes(module: nn.Module, *, modern_state: bool = False) -> bytes:
-    module = copy.deepcopy(module)
+def release_bytes(module: nn.Module, *, modern_state: bool = False, copy_first: bool = True) -> bytes:
+    """The file's bytes; `copy_first=False` trims `module` itself (a deep copy would make a stride-0
+    view's claimed size real)."""
+    module = copy.deepcopy(module) if copy_first else module
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
             del m.__dict__["track_running_stats"]
@@ -58,8 +60,8 @@ def release_bytes(module: nn.Module, *, modern_state: bool = False) -> bytes:
     return data.replace(b"ctorch\nFloatStorage\n", b"ctorch.cuda\nFloatStorage\n")
 
 
-def save_release_file(module: nn.Module, path: Path, *, modern_state: bool = False) -> Path:
-    path.write_bytes(release_bytes(module, modern_state=modern_state))
+def save_release_file(module: nn.Module, path: Path, *, modern_state: bool = False, copy_first: bool = True) -> Path:
+    path.write_bytes(release_bytes(module, modern_state=modern_state, copy_first=copy_first))
     return path
 
 

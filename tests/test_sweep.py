@@ -126,7 +126,7 @@ def test_default_range_is_the_models_recommended_one(fader, toy_runs):
     [
         (["--steps", "1"], UsageError.exit_code, "--steps must be at least 2"),
         (["--range", "1"], UsageError.exit_code, "--range takes LO:HI"),
-        (["--range", "1:1"], UsageError.exit_code, "two different finite values"),
+        (["--range", "1:1"], UsageError.exit_code, "two different values from -100 to 100"),
         (["--attr", "Hat"], UsageError.exit_code, "unknown attribute 'Hat'"),
         (["-o", "{tmp}/out.txt"], UsageError.exit_code, "give a .gif"),
         (["-o", "{tmp}/exists.gif"], OutputError.exit_code, "exists (use --force"),

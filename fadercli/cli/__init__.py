@@ -19,7 +19,7 @@ from fadercli.cli import models as _models
 from fadercli.cli import serve as _serve
 from fadercli.cli import sweep as _sweep
 from fadercli.cli import train as _train
-from fadercli.errors import FaderError
+from fadercli.errors import FaderError, UsageError, one_line
 
 INTERRUPTED = 130  # the shell's convention for SIGINT
 
@@ -39,11 +39,30 @@ class _ErrorBoundary(TyperGroup):
                 raise
             typer.echo(f"fader: error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
+        except typer.TyperException as e:
+            _usage_error(e)
         except KeyboardInterrupt:
             if debug_enabled():
                 raise
             typer.echo("fader: interrupted", err=True)
             raise typer.Exit(INTERRUPTED) from None
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as e:
+            _usage_error(e)
+
+
+def _usage_error(e: Exception):
+    """Typer's usage errors (a bad option value, an unknown command or option) as one line and exit 2,
+    like every other error, instead of a usage block; anything else as it was."""
+    if (debug_enabled() or getattr(e, "exit_code", None) != UsageError.exit_code or not hasattr(e, "format_message")
+            or type(e).__name__ == "NoArgsIsHelpError"):  # a bare `fader models`: its help, as asked
+        raise e
+    where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "fader"
+    typer.echo(f"fader: error: {one_line(e.format_message())} (see {where} --help)", err=True)
+    raise typer.Exit(UsageError.exit_code) from None
 
 
 app = typer.Typer(

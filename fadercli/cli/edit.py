@@ -105,7 +105,8 @@ def edit(
     )
     fader.plan(values, shifts)  # names and values checked before any work
     requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
-    say(f"device: {describe(fader.device)}")
+    if not quiet:
+        say(f"device: {describe(fader.device)}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -288,7 +289,8 @@ def inspect(
     choice = parse_face_choice(face)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
     fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold, limits=limits)
-    say(f"device: {describe(fader.device)}")
+    if not quiet:
+        say(f"device: {describe(fader.device)}")
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
     failures = Failures()
     for path in paths:

@@ -76,7 +76,7 @@ def path(name: Annotated[str, typer.Argument(help="A registry or cached name.")]
 
 @app.command()
 def rm(name: Annotated[str, typer.Argument(help="A cached name.")]) -> None:
-    """Remove a model from the cache (a recorded sha256 stays, to check a new download)."""
+    """Remove a model from the cache, with the sha256 recorded at its first download (the next download is checked afresh)."""
     from fadercli.hub import remove
 
     typer.echo(f"removed {remove(name)}", err=True)

@@ -82,7 +82,8 @@ def sweep(
     paths = list(dict.fromkeys(expand_inputs(inputs)))
     fader = Fader.load(model or None, attributes=attr, device=device, threshold=threshold, quiet=quiet,
                        limits=Limits.of(max_megapixels, max_faces))
-    say(f"device: {describe(fader.device)}")
+    if not quiet:
+        say(f"device: {describe(fader.device)}")
     result = fader.sweep(
         paths, attr, steps=steps, value_range=bounds, face=choice, align=not no_align, crop=crop, max_size=max_size
     )

@@ -110,6 +110,7 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
     )
     app.state.cache = cache
     app.state.pool = pool
+    app.state.work = work
 
     async def in_pool(fn, *args):
         return await work.run(fn, *args)

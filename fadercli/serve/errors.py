@@ -34,6 +34,7 @@ STATUS_BY_CODE = {
     "too_many_pixels": 413,
     "not_an_image": 415,
     "busy": 503,
+    "shutting_down": 503,
 }
 STATUS_BY_CLASS = ((UsageError, 422), (NoFaceError, 422), (InputError, 422), (ModelError, 422),
                    (DownloadError, 502), (DeviceError, 500))

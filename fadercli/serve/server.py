@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import secrets
 import socket
 import threading
@@ -118,8 +119,8 @@ def check_cors(origin: str | None) -> None:
         parts.port
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query \
-            or parts.fragment or parts.username or origin != f"{parts.scheme}://{parts.netloc}":
+    if parts is None or parts.scheme not in ("http", "https") or not re.fullmatch(r"[a-z0-9.:-]+", parts.hostname or "") \
+            or origin != f"{parts.scheme}://{parts.netloc}" or "@" in parts.netloc:
         raise UsageError(f"--cors takes one origin such as https://example.com:8443 (no wildcard, no path), got {origin!r}")
 
 
@@ -182,8 +183,13 @@ def run(options: Options) -> None:
     config = uvicorn.Config(app, log_level="info" if options.access_log else "warning",
                             access_log=options.access_log, timeout_graceful_shutdown=3,
                             limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app.state.work.shutdown()  # requests waiting on model work are answered now, not cancelled later
+            super().handle_exit(sig, frame)
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises the signal: the usual way to stop
         pass
     finally:

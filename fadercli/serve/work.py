@@ -12,7 +12,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import TypeVar
 
 from fadercli.errors import FaderError
@@ -25,11 +25,16 @@ class Busy(FaderError):
     code = "busy"
 
 
+class ShuttingDown(FaderError):
+    code = "shutting_down"
+
+
 class WorkPool:
     def __init__(self, workers: int, waiting: int):
         self.capacity = workers + waiting
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = 0  # queued or running
+        self._running: set[Future] = set()
         self._lock = threading.Lock()
         self._closed = False
         self._threads = [
@@ -42,7 +47,7 @@ class WorkPool:
         """fn(*args) on a worker thread; Busy when `waiting` jobs already wait."""
         with self._lock:
             if self._closed:
-                raise Busy("the server is shutting down")
+                raise ShuttingDown("the server is shutting down")
             if self._pending >= self.capacity:
                 raise Busy(f"the server is busy ({self._pending} jobs running or waiting): try again shortly")
             self._pending += 1
@@ -58,18 +63,30 @@ class WorkPool:
             future, fn, args = job
             try:
                 if future.set_running_or_notify_cancel():
+                    with self._lock:
+                        self._running.add(future)
                     try:
-                        future.set_result(fn(*args))
+                        result = fn(*args)
                     except BaseException as e:  # handed to the request, which answers it
-                        future.set_exception(e)
+                        _settle(future, exception=e)
+                    else:
+                        _settle(future, result=result)
             finally:
                 with self._lock:
                     self._pending -= 1
+                    self._running.discard(future)
 
     def shutdown(self) -> None:
-        """Cancel the jobs still waiting and let the threads go; running jobs are not waited for."""
+        """Cancel the jobs still waiting, answer the requests of running ones at once (a running job
+        cannot be stopped: its thread is a daemon, and its result is dropped) and let the threads go.
+        Called when a signal arrives, so that requests end before uvicorn's grace period does."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            running = list(self._running)
+        for future in running:
+            _settle(future, exception=ShuttingDown("the server is shutting down"))
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -81,3 +98,14 @@ class WorkPool:
                     self._pending -= 1
         for _ in self._threads:
             self._jobs.put(None)
+
+
+def _settle(future: Future, *, result=None, exception: BaseException | None = None) -> None:
+    """Resolve a future unless shutdown did first."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
