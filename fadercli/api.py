@@ -50,7 +50,7 @@ from fadercli.images import (
     Photo, encode_image, from_array, from_pil, image_format, read_image, save_image, to_pil, to_uint8,
 )
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
-from fadercli.limits import Limits
+from fadercli.limits import MAX_STEPS, MAX_VALUE, Limits
 from fadercli.model import AutoEncoder
 from fadercli.weights import LoadedModel, default_slider_ranges, require_kind
 
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
 DEFAULT_BATCH = 16  # faces per pass through the models: enough to keep a CPU busy, little memory
-MAX_VALUE = 100  # slider values and shifts; the authors' sliders go to 10 (1e308 would not fit a float32)
 
 
 @dataclass(eq=False)
@@ -474,8 +473,8 @@ class Fader:
         names = [attributes] if isinstance(attributes, str) else list(attributes)
         if not images or not names:
             raise UsageError("a sweep needs at least one image and one attribute")
-        if steps < 2:
-            raise UsageError(f"--steps must be at least 2, got {steps}")
+        if not 2 <= steps <= MAX_STEPS:
+            raise UsageError(f"a sweep takes from 2 to {MAX_STEPS} steps (frames), got {steps}")
         if not 16 <= max_size <= 4096:
             raise UsageError(f"--max-size must be from 16 to 4096 pixels, got {max_size}")
         owners = [self.owner(name) for name in names]

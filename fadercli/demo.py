@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fadercli import toyfaces
+from fadercli.errors import OutputError
 from fadercli.files import atomic_path
 from fadercli.train import TrainConfig, run_training
 
@@ -20,6 +21,10 @@ def run_demo(
 ) -> dict:
     started = time.monotonic()
     out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write the demo into {out}: {e.strerror or e}") from None
     data = out / "data"
     if not (data / "labels.csv").is_file():
         toyfaces.write_dataset(data, faces, size=img_size, seed=seed, style=style)

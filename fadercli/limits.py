@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from fadercli.errors import InputError, UsageError
 
 MEGA = 1_000_000
+MAX_STEPS = 1000  # a sweep's values (an animation's frames): every step of every face is held decoded
+MAX_VALUE = 100  # slider values and shifts; the authors' sliders go to 10 (1e308 would not fit a float32)
 # Pillow refuses images over twice its MAX_IMAGE_PIXELS (2 x 89,478,485) as decompression bombs
 # whatever fader allows: the highest limit that can be honoured.
 PILLOW_CEILING = 178_956_970

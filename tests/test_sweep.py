@@ -124,7 +124,7 @@ def test_default_range_is_the_models_recommended_one(fader, toy_runs):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--steps", "1"], UsageError.exit_code, "--steps must be at least 2"),
+        (["--steps", "1"], UsageError.exit_code, "--steps must be from 2 to 1000"),
         (["--range", "1"], UsageError.exit_code, "--range takes LO:HI"),
         (["--range", "1:1"], UsageError.exit_code, "two different values from -100 to 100"),
         (["--attr", "Hat"], UsageError.exit_code, "unknown attribute 'Hat'"),

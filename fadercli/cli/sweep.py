@@ -11,6 +11,7 @@ from fadercli import say
 from fadercli.cli.edit import Inputs
 from fadercli.cli.shared import Device, Face, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
 from fadercli.errors import OutputError, UsageError
+from fadercli.limits import MAX_STEPS
 
 
 def sweep(
@@ -73,6 +74,10 @@ def sweep(
         if not 0 < seconds <= 600:
             raise UsageError(f"--seconds must be above 0 and at most 600, got {seconds:g}")
         steps = _steps_lasting(seconds, fps, bounce=not loop)
+        if steps > MAX_STEPS:
+            raise UsageError(f"--seconds {seconds:g} at {fps:g} fps makes {steps} steps, more than {MAX_STEPS}: lower one")
+    if not 2 <= steps <= MAX_STEPS:
+        raise UsageError(f"--steps must be from 2 to {MAX_STEPS}, got {steps}")
     bounds = _range(value_range) if value_range else None
     choice = parse_face_choice(face)
     if output.exists() and not force:
