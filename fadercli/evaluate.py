@@ -6,6 +6,7 @@ reconstruction quality (PSNR).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -59,6 +60,10 @@ def guide_config(attributes: AttributeSet, img_size: int) -> ClassifierConfig:
     return ClassifierConfig(attributes.pairs(), img_size=img_size, init_fm=16, max_fm=128, hid_dim=256, dropout=0.2)
 
 
+WARM_STEPS = 50  # classifier learning-rate warm-up (at most a tenth of the steps)
+PROBE_STEPS = 20  # steps timed to fit the classifiers into their share of a run's time
+
+
 def _shifted(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
     """Each image moved by up to `shift` pixels each way, its edges repeated: thin strokes seen at
     every sub-position of the stride-2 convolutions."""
@@ -85,14 +90,18 @@ def train_classifiers(
     lr: float = 3e-3,
     shift: int = 1,
     seed: int = 0,
-) -> list[Classifier]:
+    seconds: float | None = None,
+) -> tuple[list[Classifier], int]:
     """Fit classifiers, given as (config, input noise std), on the same `batches(step) -> (images in
-    [-1, 1], labels)`, each image moved by up to `shift` pixels; returns them frozen, in eval mode."""
+    [-1, 1], labels)`, each image moved by up to `shift` pixels; returns them frozen, in eval mode,
+    and the steps they took: `steps`, or fewer where `seconds` would not hold them (the pace of the
+    first PROBE_STEPS decides, so that a run's classifiers cost a fixed share of its budget)."""
     generator = torch.Generator().manual_seed(seed)
-    warm = max(1, steps // 10)
+    warm = max(1, min(steps // 10, WARM_STEPS))
+    total = steps
 
-    def schedule(s: int) -> float:  # warm-up, then cosine to 0
-        return min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1)))
+    def schedule(s: int) -> float:  # warm-up, then cosine to 0 over however many steps there are
+        return min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1)))
 
     models, optimisers = [], []
     for config, _ in configs:
@@ -100,7 +109,8 @@ def train_classifiers(
         opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.9, 0.999))
         models.append(clf)
         optimisers.append((opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)))
-    for step in range(steps):
+    started, step = time.monotonic(), 0
+    while step < total:
         x, y = batches(step)
         x = _shifted(x, shift, generator)
         for clf, (opt, sched), (_, noise) in zip(models, optimisers, configs):
@@ -109,7 +119,11 @@ def train_classifiers(
             loss.backward()
             opt.step()
             sched.step()
-    return [clf.eval().requires_grad_(False) for clf in models]
+        step += 1
+        if seconds is not None and step == min(PROBE_STEPS, total):
+            per_step = (time.monotonic() - started) / step
+            total = max(step, min(steps, int(seconds / per_step)))
+    return [clf.eval().requires_grad_(False) for clf in models], total
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -120,6 +134,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # Below this accuracy on clean validation faces, a classifier's verdict on edits is not worth much.
 RELIABLE_ACCURACY = 0.98
+# An edit counts only where it looks like the real thing: a classifier tips over for a blurred
+# smudge of glasses or a red patch of smile (docs/experiments.md). Sharpness: the edited faces'
+# edge strength where the edits change them, against real faces that have the target value, in
+# the same places. A pixel is changed by an edit beyond CHANGED ([-1, 1] units); an edit less
+# sharp than all but REAL_TAIL of the real faces does not count as a success, and a direction
+# whose median is outside SHARPNESS_RANGE is flagged (blurred below it, leftovers above).
+CHANGED = 0.1
+REAL_TAIL = 0.02
+SHARPNESS_RANGE = (0.7, 1.5)
 # Below this many faces, a direction's swap accuracy is too uncertain to stand on its own.
 FEW_FACES = 50
 
@@ -146,8 +169,11 @@ def evaluate(
 
     swap_accuracy: {attribute: {direction: share}}: of the faces that have another value, the
         share that the classifier judges to show the target value after `fader edit` sets the
-        attribute to it, everything else as `fader edit` does it (estimated values, composed edit);
+        attribute to it, everything else as `fader edit` does it (estimated values, composed edit),
+        and whose edit is as sharp as real faces with that value (edge_ratio);
+    swap_accuracy_classifier: the same by the classifier alone;
     swap_accuracy_decoded: the same for the bare decode from the true labels (the paper's measure);
+    sharpness: {attribute: {direction: median edge_ratio of the edits}};
     swap_faces: {attribute: {direction: number of faces}} behind those shares;
     classifier_accuracy: {attribute: share}: the classifier's own accuracy on the unedited faces,
         which bounds how far its verdicts on edits can be trusted;
@@ -159,7 +185,9 @@ def evaluate(
     editor = Editor(ae, device)
     names = attributes.names
     keys = {a.name: directions(a) for a in attributes}
-    counts = {name: {d: np.zeros(3) for d, _ in keys[name]} for name in names}  # faces, composed, decoded
+    # faces, composed (classifier and sharp enough), decoded, composed (classifier alone)
+    counts = {name: {d: np.zeros(4) for d, _ in keys[name]} for name in names}
+    sharpness: dict[str, dict[str, list[torch.Tensor]]] = {name: {d: [] for d, _ in keys[name]} for name in names}
     clf_correct = np.zeros(len(attributes))
     psnrs, n = [], 0
     for images, labels in batches:
@@ -181,19 +209,30 @@ def evaluate(
                 values = estimate[rows].clone()
                 values[:, i] = category
                 edited = compose(x[rows], recon[rows], editor.decode(picked, values))
+                seen = predict(attributes, clf(edited))[:, i] == category
+                sharp, enough = edge_ratio(x[rows], edited, x[y[:, i] == category])
+                sharpness[a.name][direction].append(sharp.cpu())
                 counts[a.name][direction] += [
                     len(rows),
-                    (predict(attributes, clf(edited))[:, i] == category).sum().item(),
+                    (seen & (sharp >= enough)).sum().item(),
                     (predict(attributes, clf(decoded))[:, i] == category).sum().item(),
+                    seen.sum().item(),
                 ]
 
     def share(column: int) -> dict:
         return {name: {d: round(float(c[column] / c[0]), 4) if c[0] else math.nan for d, c in by.items()} for name, by in counts.items()}
 
     all_psnr = torch.cat(psnrs) if psnrs else torch.zeros(0)
+    def median(values: list[torch.Tensor]) -> float:
+        values = torch.cat(values) if values else torch.zeros(0)
+        values = values[values.isfinite()]
+        return round(float(values.median()), 3) if len(values) else math.nan
+
     result = {
         "swap_accuracy": share(1),
+        "swap_accuracy_classifier": share(3),
         "swap_accuracy_decoded": share(2),
+        "sharpness": {name: {d: median(v) for d, v in by.items()} for name, by in sharpness.items()},
         "swap_faces": {name: {d: int(c[0]) for d, c in by.items()} for name, by in counts.items()},
         "classifier_accuracy": dict(zip(names, (clf_correct / max(n, 1)).round(4).tolist())),
         "psnr": round(float(all_psnr.mean()), 3) if n else math.nan,
@@ -201,6 +240,31 @@ def evaluate(
     }
     result["warnings"] = warnings(result)
     return result
+
+
+def _edges(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) edge strength: the gradient magnitude of the grey image (central differences)."""
+    grey = F.pad(x.float().mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
+    gx = grey[..., 1:-1, 2:] - grey[..., 1:-1, :-2]
+    gy = grey[..., 2:, 1:-1] - grey[..., :-2, 1:-1]
+    return (gx.pow(2) + gy.pow(2)).sqrt()[:, 0]
+
+
+def edge_ratio(x: torch.Tensor, edited: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per edited face, its edge strength where the edits of this batch change faces, against the
+    mean of `real` faces (that have the target value) in the same place: about 1 for an edit that
+    draws what real faces show, well below for a blurred one, above for leftovers and artefacts;
+    and the least ratio that counts as real: what all but REAL_TAIL of the real faces reach
+    themselves. NaN (and inf) where nothing changed or no real face is at hand. Faces are aligned,
+    so an attribute sits in the same place in all of them; the region is the batch's, so every
+    face is measured alike."""
+    changed = ((edited - x).abs().amax(1) > CHANGED).float()
+    region = F.max_pool2d(changed.mean(0, keepdim=True)[None], 3, 1, 1)[0, 0]  # where edits draw, softly
+    if len(real) < 2 or float(region.sum()) == 0:
+        return torch.full((len(x),), math.nan, device=x.device), math.inf
+    real_strength = (_edges(real) * region).flatten(1).sum(1)
+    mean = real_strength.mean().clamp_min(1e-6)
+    return (_edges(edited) * region).flatten(1).sum(1) / mean, float(torch.quantile(real_strength / mean, REAL_TAIL))
 
 
 def margin(share: float, n: int) -> float:
@@ -214,6 +278,20 @@ def margin(share: float, n: int) -> float:
 def warnings(result: dict) -> list[str]:
     """Why a run's swap figures cannot be taken at face value, one line per attribute or direction."""
     lines = []
+    for name, by in result.get("sharpness", {}).items():
+        low, high = SHARPNESS_RANGE
+        for direction, ratio in by.items():
+            if ratio < low:
+                lines.append(
+                    f"{name} {direction}: edits look BLURRED: where they change the face, their edges are {ratio:.0%} as "
+                    f"strong as real faces' with that value (below {low:.0%}); edits less sharp than real faces are not "
+                    "counted as successes; the model needs more training, or a sharper decoder"
+                )
+            elif ratio > high:
+                lines.append(
+                    f"{name} {direction}: edits leave LEFTOVERS or artefacts: where they change the face, their edges are "
+                    f"{ratio:.0%} as strong as real faces' with that value (above {high:.0%})"
+                )
     for name, accuracy in result["classifier_accuracy"].items():
         if accuracy < RELIABLE_ACCURACY:
             lines.append(
@@ -236,14 +314,19 @@ def summary_lines(result: dict) -> list[str]:
     lines = [
         f"reconstruction PSNR: {result['psnr']:.2f} dB (decoded at the true labels, {result['n_faces']} validation faces)",
         "swap accuracy: share of validation faces that the run's evaluation classifier sees with the attribute "
-        "changed after `fader edit` changes it (bare decode in brackets; ± is the 95% margin):",
+        f"changed after `fader edit` changes it, counting only edits as sharp as {1 - REAL_TAIL:.0%} of real faces "
+        "with that value (± is the 95% margin; the classifier alone, the bare decode, and the edits' median "
+        "sharpness against real faces in brackets):",
     ]
     for name, by in result["swap_accuracy"].items():
         parts = []
         for direction, share in by.items():
             faces = result["swap_faces"][name][direction]
             decoded = result["swap_accuracy_decoded"][name][direction]
-            parts.append(f"{direction} {share:.1%} ±{margin(share, faces):.1%} [{decoded:.1%}] of {faces}")
+            alone = result.get("swap_accuracy_classifier", {}).get(name, {}).get(direction, math.nan)
+            sharp = result.get("sharpness", {}).get(name, {}).get(direction, math.nan)
+            parts.append(f"{direction} {share:.1%} ±{margin(share, faces):.1%} [classifier {alone:.1%}, decode "
+                         f"{decoded:.1%}, sharpness {sharp:.2f}] of {faces}")
         accuracy = result["classifier_accuracy"][name]
         flag = "" if accuracy >= RELIABLE_ACCURACY else "  NOT RELIABLE"
         lines.append(f"  {name}: " + "; ".join(parts) + f"; classifier {accuracy:.1%} right on clean faces{flag}")

@@ -19,6 +19,7 @@ metrics.jsonl and previews/.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -92,6 +94,8 @@ class TrainConfig:
     flip: bool = True
     # evaluation classifier, checkpoints, previews
     clf_steps: int | None = None
+    clf_batch: int = 64  # smiles are learnt late: a classifier needs ~60,000 faces seen (docs/experiments.md)
+    clf_budget: float = 0.2  # with max_minutes: the classifiers' share of the run's time at most
     checkpoint_every: int = 0  # steps; 0 = every checkpoint_minutes
     checkpoint_minutes: float = 10.0
     previews: int = 8  # validation faces shown in each preview
@@ -126,7 +130,7 @@ _SHORT_RUNS = dict(lr=2e-3, dis_lr=2e-3, lr_schedule="cosine", lambda_lat_dis=1e
 _RELEASE = dict(lr=2e-4, dis_lr=2e-4, lr_schedule="constant", lambda_lat_dis=1e-4, lambda_clf=0.0)
 SIZE_PRESETS: dict[int, dict] = {
     32: dict(init_fm=16, max_fm=256, n_layers=4, clf_steps=1000, **_SHORT_RUNS),
-    64: dict(init_fm=16, max_fm=256, n_layers=5, clf_steps=1500, **_SHORT_RUNS),
+    64: dict(init_fm=16, max_fm=256, n_layers=5, clf_steps=1000, **_SHORT_RUNS),
     128: dict(init_fm=32, max_fm=512, n_layers=6, clf_steps=1000, **_RELEASE),
     256: dict(init_fm=32, max_fm=512, n_layers=6, clf_steps=2000, **_RELEASE),
 }
@@ -321,7 +325,7 @@ class Trainer:
             files["guide.safetensors"] = (guide_config(self.attributes, self.config.img_size), 0.02)
         missing = [name for name in files if not (self.out / name).is_file()]
         if self.dist.main and missing:
-            plan = BatchPlan(self.dataset.train, self.config.batch_size, self.config.seed + 1)
+            plan = BatchPlan(self.dataset.train, min(self.config.clf_batch, len(self.dataset.train)), self.config.seed + 1)
 
             def batches(step):
                 rows, flips = plan.batch(step)
@@ -329,11 +333,13 @@ class Trainer:
                 return x, torch.from_numpy(self.dataset.labels[rows]).to(self.device)
 
             started = time.monotonic()
-            steps = self.config.clf_steps
-            trained = train_classifiers(self.attributes, [files[n] for n in missing], batches, steps=steps, device=self.device)
+            budget = self.config.clf_budget * self.config.max_minutes * 60 if self.config.max_minutes else None
+            trained, steps = train_classifiers(self.attributes, [files[n] for n in missing], batches,
+                                               steps=self.config.clf_steps, device=self.device, seconds=budget)
             for name, clf in zip(missing, trained):
                 save_model(self.out / name, clf, training={"steps": steps, "purpose": name.split(".")[0]})
-            self.log(f"{' and '.join(missing)} trained in {time.monotonic() - started:.0f} s ({steps} steps)")
+            fitted = "" if steps == self.config.clf_steps else f", fitted into {self.config.clf_budget:.0%} of the run's time"
+            self.log(f"{' and '.join(missing)} trained in {time.monotonic() - started:.0f} s ({steps} steps{fitted})")
         self.dist.barrier()
 
         def load(name):
@@ -401,9 +407,24 @@ class Trainer:
     # ------------------------------------------------------------ looking at the model
 
     @torch.no_grad()
-    def evaluate(self) -> dict:
-        chunks = self.dataset.cache.chunks(self.dataset.scored(), self.dataset.labels)
+    def evaluate(self, rows: np.ndarray | None = None) -> dict:
+        rows = self.dataset.scored() if rows is None else rows
+        chunks = self.dataset.cache.chunks(rows, self.dataset.labels)
         return evaluate(self.ae, self.clf, self.attributes, chunks, device=self.device)
+
+    def final_seconds(self) -> float:
+        """What the end of a timed run will take: the evaluation, timed here on a few faces and
+        scaled to the faces it scores, the last checkpoint and preview; with a margin for a busy
+        machine. Reserved from --max-minutes, so the run ends on time without idling."""
+        scored = self.dataset.scored()
+        few = scored[: min(len(scored), 32)]
+        started = time.monotonic()
+        if self.dist.main and len(few):
+            self.evaluate(few)
+        evaluation = (time.monotonic() - started) * len(scored) / max(len(few), 1)
+        started = time.monotonic()
+        torch.save(self.state(), io.BytesIO())  # about what writing the checkpoint and the model costs
+        return 1.5 * (evaluation + 3 * (time.monotonic() - started)) + 2.0
 
     @torch.no_grad()
     def preview(self) -> None:
@@ -628,7 +649,7 @@ def train(
     trainer.fit_classifiers()
 
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
-    reserve = max(10.0, 0.03 * budget) if math.isfinite(budget) else 0.0  # final evaluation and saving
+    reserve = trainer.final_seconds() if math.isfinite(budget) else 0.0  # the final evaluation and saving
     deadline = started + budget - reserve
     max_steps = config.max_steps or math.inf
     if math.isinf(max_steps) and math.isinf(budget):
@@ -693,11 +714,33 @@ def train(
     trainer.preview()
     result = trainer.evaluate() if dist.main else {}
     if dist.main:
+        result["warnings"] = result["warnings"] + training_warnings(trainer.step, trainer.progress, config.img_size, result)
         record({"step": trainer.step, "eval": result})
         trainer.save_model(result)
         result = {**result, "steps": trainer.step, "seconds": round(trainer.elapsed, 1),
-                  "progress": trainer.progress, "final_lr": config.lr * lr_scale(trainer.progress, config.lr_schedule, config.lr_final)}
+                  "wall_seconds": round(time.monotonic() - started, 1), "progress": trainer.progress,
+                  "final_lr": config.lr * lr_scale(trainer.progress, config.lr_schedule, config.lr_final)}
     return TrainResult(trainer.step, False, result)
+
+
+# Steps below which edits at a size are known to be faint or blurred (docs/experiments.md: at 64 px
+# added smiles went from 17% at 3,756 steps to 71% at 8,271, by an independent judge).
+ENOUGH_STEPS = {32: 3000, 64: 8000}
+
+
+def training_warnings(steps: int, progress: float, img_size: int, result: dict) -> list[str]:
+    """Why a run may be under-trained, for the summary: schedules cut short, fewer steps than edits
+    are known to need at this size, or edits the evaluation found blurred."""
+    lines = []
+    if progress < 1:
+        lines.append(f"UNDER-TRAINED: the schedules stopped at {progress:.0%} (the learning rate never came down)")
+    enough = ENOUGH_STEPS.get(img_size)
+    blurred = any("BLURRED" in w for w in result.get("warnings", []))
+    if enough and steps < enough or blurred:
+        why = f"{steps} steps, where edits at {img_size} px need about {enough:,}" if enough and steps < enough else f"{steps} steps"
+        lines.append(f"UNDER-TRAINED: {why}{' and some edits look blurred' if blurred else ''}: give it more"
+                     " --max-minutes or --max-steps (or resume it) before trusting its edits")
+    return lines
 
 
 def _dataset(data_args: dict, config: TrainConfig, workers: int, log: Callable[[str], None]) -> Dataset:

@@ -110,6 +110,24 @@ def test_a_timed_run_completes_its_schedules_within_budget_when_its_steps_slow_d
     assert result.metrics["progress"] == 1 and result.metrics["steps"] == result.step
 
 
+def test_a_timed_run_spends_its_time_training_the_autoencoder(toy_data, tmp_path):
+    """Data, classifiers (within --clf-budget of the time), the final evaluation and saving take
+    the rest: at least 85% of a timed run's wall time goes to autoencoder steps, and it ends on time."""
+    started = time.monotonic()
+    dataset = prepare(toy_data, img_size=32, cache_root=tmp_path / "cache", val_fraction=0.2)
+    config = TrainConfig(**{**TINY, "clf_steps": 100_000}, max_minutes=0.5, clf_budget=0.08, lambda_clf=0.02,
+                         lambda_lat_dis=0.01)
+    result = train(dataset, config, tmp_path / "run", device=torch.device("cpu"), show_progress=False,
+                   log=lambda m: None, started=started)
+    wall = time.monotonic() - started
+    assert wall <= 30 + 1 and result.metrics["progress"] == 1
+    assert result.metrics["seconds"] >= 0.85 * wall, (result.metrics["seconds"], wall)
+    clf_steps = load_model(tmp_path / "run" / "classifier.safetensors").training["steps"]
+    assert 20 <= clf_steps < 100_000  # fitted into its share of the time
+    [under] = [w for w in result.metrics["warnings"] if w.startswith("UNDER-TRAINED")]
+    assert f"{result.step} steps, where edits at 32 px need about 3,000" in under  # said, not hidden
+
+
 def test_resume_after_ctrl_c_matches_an_uninterrupted_run(dataset, tmp_path):
     config = TrainConfig(**TINY, max_steps=8, lambda_clf=0.5, lambda_lat_dis=0.01, dis_steps=2)
     quiet = dict(device=torch.device("cpu"), show_progress=False, log=lambda m: None)

@@ -57,6 +57,7 @@ def train(
     clf_share: Annotated[float, typer.Option(help="Share of each batch the classifier loss decodes with other attributes.", rich_help_panel=OPTIM)] = 0.25,
     dis_steps: Annotated[int, typer.Option(help="Latent discriminator updates per autoencoder step.", rich_help_panel=OPTIM)] = 1,
     clf_steps: Annotated[Optional[int], typer.Option(help="Steps to train the evaluation (and guide) classifier.", rich_help_panel=OPTIM)] = None,
+    clf_budget: Annotated[float, typer.Option(help="With --max-minutes: the classifiers' share of the time at most (fewer steps if needed).", rich_help_panel=OPTIM)] = 0.2,
     no_flip: Annotated[bool, typer.Option("--no-flip", help="No random horizontal flips.", rich_help_panel=OPTIM)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final scores as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")] = False,
@@ -76,7 +77,7 @@ def train(
         img_size=img_size, batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
         val_fraction=val_fraction, n_skip=n_skip, upsample=upsample, instance_norm=instance_norm,
         dec_dropout=dec_dropout, hid_dim=hid_dim, lat_dis_dropout=lat_dis_dropout, beta1=beta1, beta2=beta2,
-        clip_grad_norm=clip_grad_norm, lambda_ae=lambda_ae, clf_share=clf_share,
+        clip_grad_norm=clip_grad_norm, lambda_ae=lambda_ae, clf_share=clf_share, clf_budget=clf_budget,
         dis_steps=dis_steps, lr_final=lr_final, flip=not no_flip, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, **{k: v for k, v in overrides.items() if v is not None},
     )
@@ -111,7 +112,9 @@ def _report(result: dict, out: Path, as_json: bool) -> None:
     typer.echo(f"run: {out}   model: {out / 'model.safetensors'}")
     if "steps" in result:
         done = "completed" if result["progress"] >= 1 else f"at {result['progress']:.0%}"
-        typer.echo(f"trained {result['steps']} steps in {result['seconds'] / 60:.1f} min; schedules {done} "
+        share = f" ({result['seconds'] / result['wall_seconds']:.0%} of the run's {result['wall_seconds'] / 60:.1f} min)" \
+            if result.get("wall_seconds") else ""
+        typer.echo(f"trained {result['steps']} steps in {result['seconds'] / 60:.1f} min{share}; schedules {done} "
                    f"(final learning rate {result['final_lr']:.3g})")
     for line in summary_lines(result):
         typer.echo(line)
