@@ -43,11 +43,12 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from fadercli import toyfaces
     from fadercli.attributes import AttributeSet
-    from fadercli.model import AutoEncoder
-    from fadercli.train import TrainConfig, slider_ranges
-    from fadercli.weights import save_model
+    from fadercli.net.model import AutoEncoder
+    from fadercli.train import toyfaces
+    from fadercli.train.config import TrainConfig
+    from fadercli.weights.format import default_slider_ranges as slider_ranges
+    from fadercli.weights.format import save_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -73,8 +74,10 @@ def main() -> None:
 
     per_folder, per_single = folder / args.images, statistics.mean(single)
     threads = os.environ.get("OMP_NUM_THREADS", "all")
-    print(f"fader edit --no-align, {args.images} toy images of {args.photo_size} px, a {args.img_size} px model,"
-          f" torch {torch.__version__}, OMP_NUM_THREADS={threads}")
+    print(
+        f"fader edit --no-align, {args.images} toy images of {args.photo_size} px, a {args.img_size} px model,"
+        f" torch {torch.__version__}, OMP_NUM_THREADS={threads}"
+    )
     rows = [
         ('python -c "import torch" (median of 3)', floor, None),
         ("one process, the whole folder", folder, per_folder),

@@ -93,7 +93,9 @@ def small_cases(portraits):
                 yield f"{small} px beside 300", f"{big} + {little} on {background}", canvas, truths
     for small in (14, 18, 22, 30):
         canvas = np.full((1200, 1600, 3), 110, np.uint8)
-        truths = [paste_head(canvas, *portraits[names[k % 2]], small, (100 + 300 * k, 400 + 200 * (k % 2))) for k in range(5)]
+        truths = [
+            paste_head(canvas, *portraits[names[k % 2]], small, (100 + 300 * k, 400 + 200 * (k % 2))) for k in range(5)
+        ]
         yield f"{small} px row", "five faces", canvas, truths
 
 
@@ -113,7 +115,9 @@ def tone_cases(portraits):
                 "washed out": (255 - (255 - image.astype(np.float32)) * 0.25).astype(np.uint8),
                 "old print": np.clip(faded(blurred, 0.35) + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8),
                 "noise 20": np.clip(image + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8),
-                "jpeg 10": cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 10])[1], cv2.IMREAD_UNCHANGED),
+                "jpeg 10": cv2.imdecode(
+                    cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 10])[1], cv2.IMREAD_UNCHANGED
+                ),
             }
             for kind, pixels in variants.items():
                 yield kind, f"{name} {width}", pixels, eyes
@@ -154,7 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from fadercli.faces import DEFAULT_THRESHOLD, alignment_for, find_faces, template
-    from fadercli.images import expand_inputs
+    from fadercli.media.formats import expand_inputs
 
     threshold = args.threshold or DEFAULT_THRESHOLD
     portraits = {}
@@ -164,7 +168,10 @@ def main() -> None:
         portraits[name] = rgb, face
     no_person = NO_PERSON + expand_inputs(args.no_person)
     cases = [
-        *edge_cases(portraits), *small_cases(portraits), *tone_cases(portraits), *tilt_cases(portraits),
+        *edge_cases(portraits),
+        *small_cases(portraits),
+        *tone_cases(portraits),
+        *tilt_cases(portraits),
         *no_person_cases(no_person),
     ]
     totals = collections.defaultdict(lambda: {"faces": 0, "found": 0, "false": 0, "errors": [], "seconds": 0.0})
@@ -189,12 +196,16 @@ def main() -> None:
         errors = row["errors"]
         median = f"{statistics.median(errors):.2f}%" if errors else "-"
         worst = f"{max(errors):.2f}%" if errors else "-"
-        print(f"{kind:<22} {row['found']:>4}/{row['faces']:<4} {row['false']:>6} {median:>15} {worst:>7} {row['seconds']:>8.1f}")
+        print(
+            f"{kind:<22} {row['found']:>4}/{row['faces']:<4} {row['false']:>6} {median:>15} {worst:>7} {row['seconds']:>8.1f}"
+        )
     faces = sum(r["faces"] for r in totals.values())
     found = sum(r["found"] for r in totals.values())
     errors = [e for r in totals.values() for e in r["errors"]]
-    print(f"all: {found}/{faces} faces found ({100 * found / faces:.1f}%), {len(false_finds)} false finds, "
-          f"median eye error {statistics.median(errors):.2f}% of the crop")
+    print(
+        f"all: {found}/{faces} faces found ({100 * found / faces:.1f}%), {len(false_finds)} false finds, "
+        f"median eye error {statistics.median(errors):.2f}% of the crop"
+    )
     for line in false_finds:
         print("false find:", line)
     for line in missed:

@@ -58,8 +58,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from fadercli.editor import Editor
-    from fadercli.model import AutoEncoder, FaderConfig
+    from fadercli.net.editor import Editor
+    from fadercli.net.model import AutoEncoder, FaderConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,11 +108,15 @@ def main() -> None:
     matmul = 5 * 2 * n**3 / (time.perf_counter() - started)
 
     print(f"encode + decode at {args.img_size} px, {torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'batch':>5} {'baseline faces/s':>17} {'optimised faces/s':>18} {'ratio':>6} {'max diff':>9} {'GFLOP/s':>8}")
+    print(
+        f"{'batch':>5} {'baseline faces/s':>17} {'optimised faces/s':>18} {'ratio':>6} {'max diff':>9} {'GFLOP/s':>8}"
+    )
     for batch, base, fast, ratio, diff, flops in rows:
         print(f"{batch:>5} {base:>17.1f} {fast:>18.1f} {ratio:>6.2f} {diff:>9.1e} {flops / 1e9:>8.1f}")
-    print(f"float32 matmul {n}x{n}: {matmul / 1e9:.1f} GFLOP/s; optimised batch 16 reaches "
-          f"{rows[-1][5] / matmul:.0%} of it")
+    print(
+        f"float32 matmul {n}x{n}: {matmul / 1e9:.1f} GFLOP/s; optimised batch 16 reaches "
+        f"{rows[-1][5] / matmul:.0%} of it"
+    )
 
 
 if __name__ == "__main__":

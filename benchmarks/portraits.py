@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ATTRIBUTES = ("Eyeglasses", "Smiling", "Hat")
-_SKIN = np.array([[236, 200, 170], [205, 160, 125], [165, 115, 85], [110, 75, 55], [245, 215, 195], [190, 140, 110]], float)
+_SKIN = np.array(
+    [[236, 200, 170], [205, 160, 125], [165, 115, 85], [110, 75, 55], [245, 215, 195], [190, 140, 110]], float
+)
 _HAIR = np.array([[20, 20, 30], [70, 45, 30], [120, 80, 40], [200, 160, 90], [170, 60, 30], [120, 120, 125]], float)
 
 
@@ -36,15 +38,33 @@ def sample(n: int, seed: int = 0, p: float = 0.5) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
     params = {
-        "cx": u(0.46, 0.54), "cy": u(0.50, 0.58), "rx": u(0.22, 0.28), "ry": u(0.29, 0.35), "tilt": rng.normal(0, 0.08, n),
-        "jaw": u(0.0, 0.35), "skin": _SKIN[rng.integers(0, len(_SKIN), n)] + rng.normal(0, 8, (n, 3)),
-        "hair": _HAIR[rng.integers(0, len(_HAIR), n)] + rng.normal(0, 10, (n, 3)), "fringe": u(0.25, 0.5),
-        "light": u(-1, 1), "bg_kind": rng.integers(0, 2, n), "bg_a": rng.uniform(40, 230, (n, 3)),
-        "bg_b": rng.uniform(40, 230, (n, 3)), "ink": rng.choice([0.0, 0.8, 1.6, 2.4], n), "eye_gap": u(0.32, 0.42),
-        "eye_y": u(-0.08, 0.0), "eye_w": u(0.11, 0.15), "iris": rng.uniform(20, 120, (n, 3)), "mouth_w": u(0.22, 0.32),
-        "mouth_y": u(0.42, 0.5), "lip": rng.uniform(120, 200, (n, 3)) * [1.0, 0.55, 0.55],
-        "frame_kind": rng.integers(0, 3, n), "frame": rng.uniform(0, 90, (n, 3)), "frame_w": u(0.03, 0.06),
-        "tint": u(0.0, 0.3), "hat_kind": rng.integers(0, 3, n), "hat": rng.uniform(30, 220, (n, 3)),
+        "cx": u(0.46, 0.54),
+        "cy": u(0.50, 0.58),
+        "rx": u(0.22, 0.28),
+        "ry": u(0.29, 0.35),
+        "tilt": rng.normal(0, 0.08, n),
+        "jaw": u(0.0, 0.35),
+        "skin": _SKIN[rng.integers(0, len(_SKIN), n)] + rng.normal(0, 8, (n, 3)),
+        "hair": _HAIR[rng.integers(0, len(_HAIR), n)] + rng.normal(0, 10, (n, 3)),
+        "fringe": u(0.25, 0.5),
+        "light": u(-1, 1),
+        "bg_kind": rng.integers(0, 2, n),
+        "bg_a": rng.uniform(40, 230, (n, 3)),
+        "bg_b": rng.uniform(40, 230, (n, 3)),
+        "ink": rng.choice([0.0, 0.8, 1.6, 2.4], n),
+        "eye_gap": u(0.32, 0.42),
+        "eye_y": u(-0.08, 0.0),
+        "eye_w": u(0.11, 0.15),
+        "iris": rng.uniform(20, 120, (n, 3)),
+        "mouth_w": u(0.22, 0.32),
+        "mouth_y": u(0.42, 0.5),
+        "lip": rng.uniform(120, 200, (n, 3)) * [1.0, 0.55, 0.55],
+        "frame_kind": rng.integers(0, 3, n),
+        "frame": rng.uniform(0, 90, (n, 3)),
+        "frame_w": u(0.03, 0.06),
+        "tint": u(0.0, 0.3),
+        "hat_kind": rng.integers(0, 3, n),
+        "hat": rng.uniform(30, 220, (n, 3)),
         "grain": rng.integers(0, 2**31, n),
     }
     for name in ATTRIBUTES:
@@ -91,8 +111,11 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     canvas = np.empty((n, size, size, 3))
     split = (X + Y > 1.0)[..., None]
     vignette = 1 - 0.5 * ((X - 0.5) ** 2 + (Y - 0.5) ** 2)[..., None]
-    canvas[:] = np.where(_col(params["bg_kind"])[..., None] == 0, params["bg_a"][:, None, None] * vignette,
-                         np.where(split, params["bg_a"][:, None, None], params["bg_b"][:, None, None]))
+    canvas[:] = np.where(
+        _col(params["bg_kind"])[..., None] == 0,
+        params["bg_a"][:, None, None] * vignette,
+        np.where(split, params["bg_a"][:, None, None], params["bg_b"][:, None, None]),
+    )
 
     # Head: an oval whose lower half narrows into a jaw.
     jaw = 1 - _col(params["jaw"]) * np.clip(v / aspect, 0, 1) ** 2
@@ -109,7 +132,11 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     fringe = np.maximum(head + 0.02, v - top)
     _lay(canvas, params["hair"], _cover(fringe, unit))
 
-    eye_y, gap, w = _col(params["eye_y"]) * aspect, _col(params["eye_gap"]), _col(params["eye_w"]) / _col(params["rx"]) * 0.25
+    eye_y, gap, w = (
+        _col(params["eye_y"]) * aspect,
+        _col(params["eye_gap"]),
+        _col(params["eye_w"]) / _col(params["rx"]) * 0.25,
+    )
     for side in (-1, 1):
         ex = u - side * gap
         almond = np.sqrt((ex / (w * 1.6)) ** 2 + ((v - eye_y) / (w * 0.7)) ** 2) - 1

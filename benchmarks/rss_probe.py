@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fadercli.attributes import AttributeSet  # noqa: E402
-from fadercli.data import Dataset, ImageCache  # noqa: E402
-from fadercli.train import TrainConfig, train  # noqa: E402
+from fadercli.train.config import TrainConfig  # noqa: E402
+from fadercli.train.data import Dataset  # noqa: E402
+from fadercli.train.images import ImageCache  # noqa: E402
+from fadercli.train.run import train  # noqa: E402
 
 
 def peak_kib() -> int:
@@ -43,8 +45,15 @@ labels = (rng.random((n, 1)) < 0.5).astype(np.int64)
 rows = np.arange(n)
 dataset = Dataset("random", cache, AttributeSet.binary(["A"]), labels, rows[n // 10 :], rows[: n // 10])
 config = TrainConfig(
-    img_size=size, init_fm=4, max_fm=8, n_layers=4, hid_dim=8, batch_size=50,
-    max_steps=40, clf_steps=2, previews=0,  # the same run length at any size: a whole epoch at 2,000
+    img_size=size,
+    init_fm=4,
+    max_fm=8,
+    n_layers=4,
+    hid_dim=8,
+    batch_size=50,
+    max_steps=40,
+    clf_steps=2,
+    previews=0,  # the same run length at any size: a whole epoch at 2,000
 )
 train(dataset, config, folder / "run", device=torch.device("cpu"), show_progress=False, log=lambda m: None)
 print(peak_kib())

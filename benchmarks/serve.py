@@ -38,13 +38,15 @@ YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 def make_models(folder: Path) -> dict[str, Path]:
     import torch
 
-    from fadercli.model import AutoEncoder, FaderConfig
-    from fadercli.weights import save_model
+    from fadercli.net.model import AutoEncoder, FaderConfig
+    from fadercli.weights.format import save_model
 
     torch.manual_seed(0)
     configs = {
         "256 px (authors' architecture)": FaderConfig(attributes=(("Smiling", 2),)),
-        "64 px (fader train's preset)": FaderConfig(attributes=(("Smiling", 2),), img_size=64, init_fm=16, max_fm=256, n_layers=5),
+        "64 px (fader train's preset)": FaderConfig(
+            attributes=(("Smiling", 2),), img_size=64, init_fm=16, max_fm=256, n_layers=5
+        ),
     }
     paths = {}
     for name, config in configs.items():
@@ -62,7 +64,10 @@ class Server:
     def __init__(self, model: Path, env: dict, *extra: str):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "fadercli", "serve", "--model", str(model), "--port", "0", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.url = self.process.stdout.readline().strip()
         if not self.url.startswith("http"):
@@ -97,8 +102,14 @@ def request(url: str, body: bytes, content_type: str) -> tuple[int, bytes, dict,
 
 def upload(url: str) -> dict:
     boundary = "fader-benchmark"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"astronaut.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + PHOTO.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="astronaut.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + PHOTO.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, data, _, _ = request(f"{url}api/photos", body, f"multipart/form-data; boundary={boundary}")
     if status != 201:
         raise SystemExit(f"upload failed: {status} {data[:200]!r}")
@@ -106,8 +117,9 @@ def upload(url: str) -> dict:
 
 
 def render(url: str, photo: str, value: float, supersede: bool = False) -> tuple[int, float, float]:
-    body = json.dumps({"faces": {"0": {"Smiling": value}}, "format": "jpeg", "max_size": 1024, "quality": 90,
-                       "supersede": supersede}).encode()
+    body = json.dumps(
+        {"faces": {"0": {"Smiling": value}}, "format": "jpeg", "max_size": 1024, "quality": 90, "supersede": supersede}
+    ).encode()
     status, _, headers, seconds = request(f"{url}api/photos/{photo}/render", body, "application/json")
     return status, float(headers.get("x-render-seconds", "nan")), seconds
 
@@ -127,8 +139,12 @@ def latency(server: Server, n: int) -> dict:
         assert status == 200, status
         server_times.append(server_s)
         trips.append(trip)
-    return {"server_p50": statistics.median(server_times), "server_p95": percentile(server_times, 0.95),
-            "trip_p50": statistics.median(trips), "trip_p95": percentile(trips, 0.95)}
+    return {
+        "server_p50": statistics.median(server_times),
+        "server_p95": percentile(server_times, 0.95),
+        "trip_p50": statistics.median(trips),
+        "trip_p95": percentile(trips, 0.95),
+    }
 
 
 def drag(server: Server, seconds: float) -> float:
@@ -161,8 +177,13 @@ def clients(server: Server, n: int, seconds: float) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - started
-    return {"errors": len(errors), "renders": len(trips), "per_second": len(trips) / elapsed,
-            "trip_p50": statistics.median(trips), "trip_p95": percentile(trips, 0.95)}
+    return {
+        "errors": len(errors),
+        "renders": len(trips),
+        "per_second": len(trips) / elapsed,
+        "trip_p50": statistics.median(trips),
+        "trip_p95": percentile(trips, 0.95),
+    }
 
 
 def uploads(server: Server, n: int) -> list[tuple[int, float, float]]:
@@ -178,8 +199,26 @@ def fader_edit(model: Path, env: dict, out: Path, runs: int) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fadercli", "edit", str(PHOTO), "--model", str(model), "--set",
-                        "Smiling=1.5", "-o", str(out), "--force", "-q"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fadercli",
+                "edit",
+                str(PHOTO),
+                "--model",
+                str(model),
+                "--set",
+                "Smiling=1.5",
+                "-o",
+                str(out),
+                "--force",
+                "-q",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -205,9 +244,13 @@ def main() -> None:
                 server.close()
             print(f"\n{name}")
             print(f"  fader edit as a process      {baseline * 1000:8.0f} ms")
-            print(f"  one slider update, server    p50 {lat['server_p50'] * 1000:6.1f} ms   p95 {lat['server_p95'] * 1000:6.1f} ms")
-            print(f"  one slider update, round trip p50 {lat['trip_p50'] * 1000:6.1f} ms   p95 {lat['trip_p95'] * 1000:6.1f} ms"
-                  f"   ({baseline / lat['trip_p50']:.0f}x faster than fader edit)")
+            print(
+                f"  one slider update, server    p50 {lat['server_p50'] * 1000:6.1f} ms   p95 {lat['server_p95'] * 1000:6.1f} ms"
+            )
+            print(
+                f"  one slider update, round trip p50 {lat['trip_p50'] * 1000:6.1f} ms   p95 {lat['trip_p95'] * 1000:6.1f} ms"
+                f"   ({baseline / lat['trip_p50']:.0f}x faster than fader edit)"
+            )
             print(f"  updates/s during a drag      {rate:8.1f}")
         model = models["256 px (authors' architecture)"]
         server = Server(model, env)
@@ -215,8 +258,10 @@ def main() -> None:
             busy = clients(server, 8, clients_s)
         finally:
             server.close()
-        print(f"\n8 clients for {clients_s:g} s (256 px): {busy['errors']} errors, {busy['renders']} renders"
-              f" ({busy['per_second']:.1f}/s), round trip p50 {busy['trip_p50'] * 1000:.0f} ms, p95 {busy['trip_p95'] * 1000:.0f} ms")
+        print(
+            f"\n8 clients for {clients_s:g} s (256 px): {busy['errors']} errors, {busy['renders']} renders"
+            f" ({busy['per_second']:.1f}/s), round trip p50 {busy['trip_p50'] * 1000:.0f} ms, p95 {busy['trip_p95'] * 1000:.0f} ms"
+        )
         server = Server(models["64 px (fader train's preset)"], env)
         try:
             samples = uploads(server, n_uploads)

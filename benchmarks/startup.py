@@ -45,8 +45,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from fadercli.model import AutoEncoder, FaderConfig
-    from fadercli.weights import save_model
+    from fadercli.net.model import AutoEncoder, FaderConfig
+    from fadercli.weights.format import save_model
 
     # Byte-compile the package as `pip install` does: an editable checkout under
     # PYTHONDONTWRITEBYTECODE would otherwise compile every module in every run (~0.3 s here).
@@ -60,8 +60,19 @@ def main() -> None:
         commands = {
             "import torch": [python, "-c", "import torch"],
             "fader --help": [*fader, "--help"],
-            "fader edit (one photo)": [*fader, "edit", str(photo), "--model", str(model), "--set", "Smiling=1",
-                                       "-o", str(tmp / "out.png"), "--force", "--quiet"],
+            "fader edit (one photo)": [
+                *fader,
+                "edit",
+                str(photo),
+                "--model",
+                str(model),
+                "--set",
+                "Smiling=1",
+                "-o",
+                str(tmp / "out.png"),
+                "--force",
+                "--quiet",
+            ],
         }
         env = dict(os.environ)
         shared_yunet = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"

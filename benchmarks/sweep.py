@@ -36,7 +36,7 @@ def main() -> None:
     import torch
 
     from fadercli.api import Fader, as_photo
-    from fadercli.model import AutoEncoder, FaderConfig
+    from fadercli.net.model import AutoEncoder, FaderConfig
 
     torch.manual_seed(0)
     config = FaderConfig((("Smiling", 2),), img_size=args.img_size, n_layers=min(6, args.img_size.bit_length() - 3))
@@ -60,8 +60,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - started)
     sweep_s, edits_s = statistics.median(times["sweep"]), statistics.median(times["edits"])
     print(f"{args.img_size} px model, {torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{args.steps}-step sweep {sweep_s:.3f} s; {args.steps} separate edits {edits_s:.3f} s; "
-          f"ratio {sweep_s / edits_s:.2f} (target <= 0.5)")
+    print(
+        f"{args.steps}-step sweep {sweep_s:.3f} s; {args.steps} separate edits {edits_s:.3f} s; "
+        f"ratio {sweep_s / edits_s:.2f} (target <= 0.5)"
+    )
 
 
 if __name__ == "__main__":

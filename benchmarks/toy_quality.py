@@ -30,16 +30,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import portraits
 import torch
 
-import portraits
-from fadercli import toyfaces
 from fadercli.api import Fader
 from fadercli.attributes import AttributeSet
-from fadercli.editor import compose
-from fadercli.evaluate import predict, psnr, to_tensor, train_classifiers
-from fadercli.model import Classifier, ClassifierConfig
-from fadercli.weights import load_model, save_model
+from fadercli.net.editor import compose
+from fadercli.net.model import Classifier, ClassifierConfig
+from fadercli.net.tensors import from_uint8 as to_tensor
+from fadercli.train import toyfaces
+from fadercli.train.evaluate import predict, psnr, train_classifiers
+from fadercli.weights.format import load_model, save_model
 
 JUDGE_SEED = 777  # faces the judge learns from: neither the runs' training set nor the test faces
 TEST_SEED = 4242
@@ -61,7 +62,9 @@ class Renderer:
 
     def render(self, params: dict, size: int) -> np.ndarray:
         n = len(next(iter(params.values())))
-        return np.concatenate([self.module.render({k: v[i : i + 512] for k, v in params.items()}, size) for i in range(0, n, 512)])
+        return np.concatenate(
+            [self.module.render({k: v[i : i + 512] for k, v in params.items()}, size) for i in range(0, n, 512)]
+        )
 
 
 def judge(folder: Path, renderer: Renderer, size: int, steps: int = 2000, pool: int = 24_000) -> Classifier:
@@ -120,10 +123,13 @@ def score(run: Path, clf: Classifier, renderer: Renderer, n: int) -> dict:
         gain = psnr(edited, truth) - psnr(x, truth)
         add, remove = y[:, i] == 0, y[:, i] == 1
         result[name] = {
-            "swap_add": rate(flipped, add), "swap_remove": rate(flipped, remove),
-            "dec_add": rate(flipped_dec, add), "dec_remove": rate(flipped_dec, remove),
+            "swap_add": rate(flipped, add),
+            "swap_remove": rate(flipped, remove),
+            "dec_add": rate(flipped_dec, add),
+            "dec_remove": rate(flipped_dec, remove),
             "closer": rate(closer, torch.ones_like(closer)),
-            "gain_add": round(float(gain[add].mean()), 2), "gain_remove": round(float(gain[remove].mean()), 2),
+            "gain_add": round(float(gain[add].mean()), 2),
+            "gain_remove": round(float(gain[remove].mean()), 2),
         }
     return result
 

@@ -38,9 +38,11 @@ def main() -> None:
     import torch.nn.functional as F
 
     from fadercli.attributes import AttributeSet
-    from fadercli.data import Dataset, ImageCache
-    from fadercli.evaluate import attribute_loss, one_hot
-    from fadercli.train import Distributed, TrainConfig, Trainer, lambda_schedule
+    from fadercli.train.config import TrainConfig
+    from fadercli.train.data import Dataset
+    from fadercli.train.evaluate import attribute_loss, one_hot
+    from fadercli.train.images import ImageCache
+    from fadercli.train.loop import Distributed, Trainer, lambda_schedule
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,11 +116,15 @@ def main() -> None:
         for n in (200, 2000):
             done = subprocess.run(
                 [sys.executable, str(ROOT / "benchmarks" / "rss_probe.py"), str(n), str(Path(tmp) / str(n))],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             peaks[n] = int(done.stdout.split()[-1]) / 1024
-    print(f"peak RSS of a training epoch: {peaks[200]:.0f} MiB over 200 images, {peaks[2000]:.0f} MiB over "
-          f"2,000 (x{peaks[2000] / peaks[200]:.3f}; 256 px images, 10x = +338 MiB of pixels)")
+    print(
+        f"peak RSS of a training epoch: {peaks[200]:.0f} MiB over 200 images, {peaks[2000]:.0f} MiB over "
+        f"2,000 (x{peaks[2000] / peaks[200]:.3f}; 256 px images, 10x = +338 MiB of pixels)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,10 @@ def make_model(path: Path, size: int) -> Path:
     import torch
 
     from fadercli.attributes import AttributeSet
-    from fadercli.model import AutoEncoder, FaderConfig
-    from fadercli.train import TrainConfig, slider_ranges
-    from fadercli.weights import save_model
+    from fadercli.net.model import AutoEncoder, FaderConfig
+    from fadercli.train.config import TrainConfig
+    from fadercli.weights.format import default_slider_ranges as slider_ranges
+    from fadercli.weights.format import save_model
 
     attributes = AttributeSet.binary(["Smiling"])
     if size == 256:  # the authors' release
@@ -55,7 +56,8 @@ def make_model(path: Path, size: int) -> Path:
 def make_clip(path: Path, seconds: float) -> Path:
     import cv2
     import numpy as np
-    from clips import camera, make_clip as write, portrait
+    from clips import camera, portrait
+    from clips import make_clip as write
 
     n = round(25 * seconds)
     source = portrait()
@@ -74,12 +76,12 @@ def per_frame(fader, clip: Path, out: Path) -> tuple[float, float]:
     written as fader writes video."""
     import av
 
-    from fadercli.images import from_array
-    from fadercli.video import clips
+    from fadercli.media import clips, encoder
+    from fadercli.media.images import from_array
 
     info = clips.probe(clip)
     started, cpu = time.perf_counter(), time.process_time()
-    writer = clips.Writer(out, "mp4", size=(info.width, info.height), rate=info.rate, time_base=info.time_base)
+    writer = encoder.Writer(out, "mp4", size=(info.width, info.height), rate=info.rate, time_base=info.time_base)
     for frame in clips.decode(info):
         edited = fader.edit(from_array(clips.rgb(frame)), {"Smiling": 1.0}).image
         yuv = av.VideoFrame.from_ndarray(edited.pixels, format="rgb24").reformat(format="yuv420p")
@@ -120,8 +122,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = make_clip(tmp / "clip.mp4", args.frames / 25)
-        print(f"a {SIZE[0]} x {SIZE[1]} clip of {args.frames} frames, one face; torch {torch.__version__},"
-              f" {torch.get_num_threads()} thread(s); medians of {args.repeats}")
+        print(
+            f"a {SIZE[0]} x {SIZE[1]} clip of {args.frames} frames, one face; torch {torch.__version__},"
+            f" {torch.get_num_threads()} thread(s); medians of {args.repeats}"
+        )
         print("frames/s (wall clock) and CPU ms a frame (all threads: on a shared machine the steadier figure)")
         print(f"{'model':>8}{'per frame':>22}{'edit_video':>22}{'ratio':>14}")
         for size in args.sizes:
@@ -132,8 +136,10 @@ def main() -> None:
                 ours.append(video(fader, clip, tmp / f"ours{k}.mp4"))
             (bw, bc), (ow, oc) = ([statistics.median(x) for x in zip(*runs)] for runs in (base, ours))
             n = args.frames
-            print(f"{size:>6}px{n / bw:>9.2f} /s {1000 * bc / n:>6.0f} ms{n / ow:>9.2f} /s {1000 * oc / n:>6.0f} ms"
-                  f"{bw / ow:>6.1f}x {bc / oc:>4.1f}x")
+            print(
+                f"{size:>6}px{n / bw:>9.2f} /s {1000 * bc / n:>6.0f} ms{n / ow:>9.2f} /s {1000 * oc / n:>6.0f} ms"
+                f"{bw / ow:>6.1f}x {bc / oc:>4.1f}x"
+            )
         if args.rss:
             model = make_model(tmp / "rss.safetensors", 64)
             print("peak RSS, 64 px model (a fresh process each):")
@@ -142,11 +148,15 @@ def main() -> None:
                 started = time.perf_counter()
                 kib = subprocess.run(
                     [sys.executable, __file__, "--probe", str(long), str(model), str(tmp / "long_out.mp4")],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 ).stdout.split()[-1]
                 took = time.perf_counter() - started
-                print(f"  {seconds:>5g} s clip ({round(25 * seconds)} frames): {int(kib) / 1024:7.1f} MiB"
-                      f"  ({round(25 * seconds) / took:.1f} frames/s, start-up included)")
+                print(
+                    f"  {seconds:>5g} s clip ({round(25 * seconds)} frames): {int(kib) / 1024:7.1f} MiB"
+                    f"  ({round(25 * seconds) / took:.1f} frames/s, start-up included)"
+                )
 
 
 if __name__ == "__main__":

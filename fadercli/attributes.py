@@ -104,15 +104,13 @@ class AttributeSet:
             else:
                 k = int(round(float(v)))
                 if not 0 <= k < a.n_categories:
-                    raise UsageError(
-                        f"{a.name} takes a category index from 0 to {a.n_categories - 1}, got {v}"
-                    )
+                    raise UsageError(f"{a.name} takes a category index from 0 to {a.n_categories - 1}, got {v}")
                 out += [1.0 if i == k else 0.0 for i in range(a.n_categories)]
         return out
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
-    """" Did you mean X?" for the option closest to `name` (case-insensitive), or ""."""
+    """ " Did you mean X?" for the option closest to `name` (case-insensitive), or ""."""
     lowered = {o.lower(): o for o in options}
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f" Did you mean {lowered[close[0]]}?" if close else ""
@@ -138,14 +136,40 @@ def parse_assignment(text: str) -> tuple[str, float]:
     return name, parse_number(value.strip(), f"value of {name}")
 
 
-def parse_assignments(texts: Iterable[str], attributes: AttributeSet) -> dict[str, float]:
-    """`["eyeglasses=1.5", ...]` -> {"Eyeglasses": 1.5}, checked against a model's attributes."""
+def parse_assignments(
+    texts: Iterable[str] | None, attributes: AttributeSet | None = None, option: str = "--set"
+) -> dict[str, float]:
+    """`["eyeglasses=1.5", ...]` (what `--set` / `--shift`, or the server's `set` / `shift` fields, were
+    given) -> {"Eyeglasses": 1.5}: with `attributes`, names checked against them and spelt as they
+    are (else checked later, against the models: engine.chain.Chain.plan); a name given twice is a
+    UsageError."""
     out: dict[str, float] = {}
-    for text in texts:
+    for text in texts or []:
         name, value = parse_assignment(text)
-        canonical = attributes.resolve(name)
-        if canonical in out:
-            raise UsageError(f"{canonical} is set twice")
-        out[canonical] = value
+        name = attributes.resolve(name) if attributes is not None else name
+        if name.lower() in {k.lower() for k in out}:
+            raise UsageError(f"{option} {name} is given twice")
+        out[name] = value
     return out
 
+
+def edit_values(
+    set_texts: Iterable[str] | None, shift_texts: Iterable[str] | None, options: tuple[str, str] = ("--set", "--shift")
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The values an edit sets and shifts, from the user's `Name=value` texts (the CLI's options or
+    the server's fields, named by `options`); UsageError for nothing to edit or a name both set and
+    shifted, before any model is loaded."""
+    values = parse_assignments(set_texts, option=options[0])
+    shifts = parse_assignments(shift_texts, option=options[1])
+    if not values and not shifts:
+        raise nothing_to_edit(options)
+    both = {k.lower() for k in values} & {k.lower() for k in shifts}
+    if both:
+        raise UsageError(f"{sorted(both)[0]} is both set and shifted: give one")
+    return values, shifts
+
+
+def nothing_to_edit(options: tuple[str, str] = ("--set", "--shift")) -> UsageError:
+    return UsageError(
+        f"nothing to edit: give values to set ({options[0]} NAME=VALUE) or to shift ({options[1]} NAME=DELTA)"
+    )

@@ -10,14 +10,23 @@ import json
 import time
 from pathlib import Path
 
-from fadercli import toyfaces
 from fadercli.errors import OutputError
 from fadercli.files import atomic_path
-from fadercli.train import TrainConfig, run_training
+from fadercli.train import toyfaces
+from fadercli.train.config import TrainConfig
+from fadercli.train.run import run_training
 
 
 def run_demo(
-    out: Path, *, minutes: float, faces: int, img_size: int, seed: int, device_name: str, quiet: bool, style: str = "plain"
+    out: Path,
+    *,
+    minutes: float,
+    faces: int,
+    img_size: int,
+    seed: int,
+    device_name: str,
+    quiet: bool,
+    style: str = "plain",
 ) -> dict:
     started = time.monotonic()
     out = Path(out)

@@ -37,8 +37,14 @@ def progress_bar(enabled: bool, *, info: bool = False, percent: bool = False):
     if not (enabled and sys.stderr.isatty()):
         return _Silent()
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     count = TaskProgressColumn() if percent else MofNCompleteColumn()
     columns = [TextColumn("{task.description}"), BarColumn(), count, TimeRemainingColumn()]

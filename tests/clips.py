@@ -49,8 +49,9 @@ def frames(n: int, size: tuple[int, int], motion: str = "still", face: float = 0
         if cut is not None and t >= cut:
             yield np.ascontiguousarray(cv2.resize(other, size, interpolation=cv2.INTER_AREA))
         else:
-            yield cv2.warpAffine(source, camera(t, size, motion, face), size, flags=cv2.INTER_CUBIC,
-                                 borderMode=cv2.BORDER_REFLECT)
+            yield cv2.warpAffine(
+                source, camera(t, size, motion, face), size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+            )
 
 
 def make_clip(
@@ -82,7 +83,9 @@ def make_clip(
         video.set_display_rotation(rotation)
     sound = None
     if audio:
-        sound = container.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48000 if path.suffix == ".webm" else 16000)
+        sound = container.add_stream(
+            "libopus" if path.suffix == ".webm" else "aac", rate=48000 if path.suffix == ".webm" else 16000
+        )
         sound.layout = "mono"
     text = None
     if subtitles:

@@ -113,14 +113,17 @@ def toy_runs(tmp_path_factory):
     "eyeglasses" (32 px) and "smiling" (64 px), each with model.safetensors and classifier.safetensors."""
     import torch
 
-    from fadercli import toyfaces
-    from fadercli.data import prepare
-    from fadercli.train import TrainConfig, train
+    from fadercli.train import toyfaces
+    from fadercli.train.config import TrainConfig
+    from fadercli.train.data import prepare
+    from fadercli.train.run import train
 
     root = tmp_path_factory.mktemp("toy_runs")
     runs = {}
     for name, size, attributes in (
-        ("both", 32, ("Eyeglasses", "Smiling")), ("eyeglasses", 32, ("Eyeglasses",)), ("smiling", 64, ("Smiling",))
+        ("both", 32, ("Eyeglasses", "Smiling")),
+        ("eyeglasses", 32, ("Eyeglasses",)),
+        ("smiling", 64, ("Smiling",)),
     ):
         data = root / f"{name}_data"
         toyfaces.write_dataset(data, 40, size=size, seed=5, attributes=attributes)

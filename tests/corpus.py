@@ -77,13 +77,28 @@ def ico() -> bytes:
 
 def huge_headers() -> dict[str, bytes]:
     """Headers of allowed formats that claim enormous pictures, with next to no data behind them."""
-    gif = b"GIF89a" + struct.pack("<HHBBB", 65000, 65000, 0, 0, 0) + b",\0\0\0\0" + struct.pack("<HH", 65000, 65000) + b"\0\x02\x02\x44\x01\0;"
+    gif = (
+        b"GIF89a"
+        + struct.pack("<HHBBB", 65000, 65000, 0, 0, 0)
+        + b",\0\0\0\0"
+        + struct.pack("<HH", 65000, 65000)
+        + b"\0\x02\x02\x44\x01\0;"
+    )
     bmp_info = struct.pack("<IiiHHIIiiII", 40, 50000, 50000, 1, 24, 0, 0, 0, 0, 0, 0)
     bmp = b"BM" + struct.pack("<IHHI", 14 + 40 + 16, 0, 0, 14 + 40) + bmp_info + bytes(16)
     sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, 60000, 60000, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
     jpeg = b"\xff\xd8" + sof + b"\xff\xd9"
-    tiff_entries = [(256, 4, 1, 100000), (257, 4, 1, 100000), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-                    (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, 100000), (279, 4, 1, 10)]
+    tiff_entries = [
+        (256, 4, 1, 100000),
+        (257, 4, 1, 100000),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, 1),
+        (278, 4, 1, 100000),
+        (279, 4, 1, 10),
+    ]
     ifd = struct.pack("<H", len(tiff_entries)) + b"".join(struct.pack("<HHII", *e) for e in tiff_entries) + bytes(4)
     tiff = b"II*\0" + struct.pack("<I", 8) + ifd
     ppm = b"P6\n40000 40000\n255\n" + bytes(64)

@@ -21,8 +21,14 @@ import torch
 from torch import nn
 
 _MODULE_STATE_2017 = {
-    "_backend", "_parameters", "_buffers", "_backward_hooks", "_forward_hooks", "_forward_pre_hooks",
-    "_modules", "training",
+    "_backend",
+    "_parameters",
+    "_buffers",
+    "_backward_hooks",
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_modules",
+    "training",
 }
 
 

@@ -19,8 +19,13 @@ def _enc_block(n_in: int, n_out: int, norm: bool) -> nn.Sequential:
 
 
 def release_autoencoder(
-    img_sz: int = 256, init_fm: int = 32, max_fm: int = 512, n_layers: int = 6, n_attr: int = 2,
-    n_skip: int = 0, deconv_method: str = "convtranspose",
+    img_sz: int = 256,
+    init_fm: int = 32,
+    max_fm: int = 512,
+    n_layers: int = 6,
+    n_attr: int = 2,
+    n_skip: int = 0,
+    deconv_method: str = "convtranspose",
 ) -> nn.Module:
     channels = [3] + [min(init_fm * 2**i, max_fm) for i in range(n_layers)]
     enc = [_enc_block(channels[i], channels[i + 1], i > 0) for i in range(n_layers)]
@@ -71,8 +76,10 @@ def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for name, t in module.state_dict().items():
             if t.is_floating_point():
-                values = torch.rand(t.shape, generator=g) + 0.5 if name.endswith("running_var") else (
-                    torch.randn(t.shape, generator=g) * 0.05
+                values = (
+                    torch.rand(t.shape, generator=g) + 0.5
+                    if name.endswith("running_var")
+                    else (torch.randn(t.shape, generator=g) * 0.05)
                 )
                 t.copy_(values)
     return module.eval()

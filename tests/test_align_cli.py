@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 
-from conftest import SHARED
 from fadercli.errors import InputError, NoFaceError, OutputError
 from fadercli.faces import DEFAULT_THRESHOLD, template
 

@@ -6,30 +6,79 @@ import pickle
 
 import pytest
 import torch
-
-from fadercli.authors import load_pth
-from fadercli.errors import ModelError
-from fadercli.model import ClassifierConfig, FaderConfig
 from release_files import pickled_names, save_release_file
 from release_layout import randomise
 
-CELEBA_40 = (
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair"
-    " Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup"
-    " High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose"
-    " Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat"
-    " Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
-).split()
+from fadercli.errors import ModelError
+from fadercli.net.model import ClassifierConfig, FaderConfig
+from fadercli.weights.authors import load_pth
+
+CELEBA_40 = [
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+]
 
 # (release AutoEncoder arguments, modern module state, the FaderConfig the file must give)
 CASES = {
     "release default, 256 px": ({}, False, FaderConfig()),
     "64 px, two attributes, upsampling, a skip": (
-        dict(img_sz=64, init_fm=16, max_fm=128, n_layers=4, n_skip=1, deconv_method="upsampling",
-             attr=[("Male", 2), ("Young", 2)]),
+        dict(
+            img_sz=64,
+            init_fm=16,
+            max_fm=128,
+            n_layers=4,
+            n_skip=1,
+            deconv_method="upsampling",
+            attr=[("Male", 2), ("Young", 2)],
+        ),
         True,
-        FaderConfig((("Male", 2), ("Young", 2)), img_size=64, init_fm=16, max_fm=128, n_layers=4, n_skip=1,
-                    upsample="upsampling"),
+        FaderConfig(
+            (("Male", 2), ("Young", 2)),
+            img_size=64,
+            init_fm=16,
+            max_fm=128,
+            n_layers=4,
+            n_skip=1,
+            upsample="upsampling",
+        ),
     ),
     "32 px, pixel shuffle, decoder dropout": (
         dict(img_sz=32, init_fm=8, max_fm=32, n_layers=3, deconv_method="pixelshuffle", dec_dropout=0.3),
@@ -53,7 +102,8 @@ def test_converted_autoencoder_computes_what_the_release_module_computes(case, r
 
     loaded = load_pth(path)
     assert loaded.kind == "fader" and loaded.config == config  # read from the file, not assumed
-    assert loaded.slider_ranges == {name: (0.0, 1.0) for name, _ in config.attributes}
+    # The one slider-range policy (weights.format.default_slider_ranges): the authors' 1 - 2 .. 2.
+    assert loaded.slider_ranges == {name: (-1.0, 2.0) for name, _ in config.attributes}
     x = torch.rand(2, 3, config.img_size, config.img_size) * 2 - 1
     y = torch.randn(2, config.n_attr)
     with torch.no_grad():

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fadercli import toyfaces
-from fadercli.data import BatchPlan, Preprocess, build_cache, find_source, load_image, prepare
 from fadercli.errors import InputError, UsageError
+from fadercli.train import toyfaces
+from fadercli.train.data import BatchPlan, prepare
+from fadercli.train.images import Preprocess, build_cache, load_image
+from fadercli.train.sources import find_source
 
 
 def _faces(folder, n, size=32, seed=0):
@@ -137,9 +139,7 @@ def test_parallel_cache_build_matches_serial(tmp_path):
 
 def test_split_is_seeded_and_disjoint(tmp_path):
     names, labels = _faces(tmp_path, 40)
-    (tmp_path / "labels.csv").write_text(
-        "image,Smiling\n" + "".join(f"{n},{i % 2}\n" for i, n in enumerate(names))
-    )
+    (tmp_path / "labels.csv").write_text("image,Smiling\n" + "".join(f"{n},{i % 2}\n" for i, n in enumerate(names)))
     a = prepare(tmp_path, img_size=32, cache_root=tmp_path / "cache", seed=1, val_fraction=0.25)
     b = prepare(tmp_path, img_size=32, cache_root=tmp_path / "cache", seed=1, val_fraction=0.25)
     c = prepare(tmp_path, img_size=32, cache_root=tmp_path / "cache", seed=2, val_fraction=0.25)
@@ -166,7 +166,9 @@ def test_align_finds_the_face_and_skips_photos_without_one(tmp_path):
     from conftest import SHARED
 
     shutil.copy(SHARED / "testdata" / "astronaut.png", tmp_path / "a.png")
-    Image.open(SHARED / "testdata" / "astronaut.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "b.png")
+    Image.open(SHARED / "testdata" / "astronaut.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        tmp_path / "b.png"
+    )
     shutil.copy(SHARED / "testdata" / "coffee.png", tmp_path / "c.png")
     (tmp_path / "labels.csv").write_text("image,Smiling\na.png,1\nb.png,0\nc.png,1\n")
     messages = []

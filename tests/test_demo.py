@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from fadercli import toyfaces
+from fadercli.train import toyfaces
 
 
 def _run(run_cli, tmp_path, *extra):

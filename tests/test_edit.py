@@ -7,17 +7,17 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import SHARED, paste_weights
-from fadercli import toyfaces
+from PIL import Image
+from release_files import release_bytes
+from release_layout import randomise
+
 from fadercli.api import Fader
 from fadercli.errors import DeviceError, InputError, NoFaceError, OutputError, UsageError
 from fadercli.faces import alignment_for, find_faces
-from fadercli.images import from_array, read_image
-from fadercli.model import AutoEncoder
-from release_files import release_bytes
-from release_layout import randomise
+from fadercli.media.images import from_array, read_image
+from fadercli.net.model import AutoEncoder
+from fadercli.train import toyfaces
 
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 COFFEE = SHARED / "testdata" / "coffee.png"
@@ -84,7 +84,9 @@ def test_edit_keeps_size_and_mode_and_changes_only_the_face(run_cli, toy_runs, t
         assert np.array_equal(edited[..., 3], before[..., 3])  # alpha as it was
 
 
-def test_setting_the_estimated_values_leaves_the_face_almost_unchanged(run_cli, toy_runs, astronaut, portrait_face, tmp_path):
+def test_setting_the_estimated_values_leaves_the_face_almost_unchanged(
+    run_cli, toy_runs, astronaut, portrait_face, tmp_path
+):
     inspected = run_cli("inspect", ASTRONAUT, "--model", toy_runs["both"], "--json")
     assert inspected.exit_code == 0, inspected.stderr
     [record] = _records(inspected.stdout)
@@ -99,7 +101,9 @@ def test_setting_the_estimated_values_leaves_the_face_almost_unchanged(run_cli, 
     assert difference[weights > 0].mean() < 2
     # ... while setting another value changes it by much more.
     far = tmp_path / "far.png"
-    result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], "--set", f"Eyeglasses={estimated['Eyeglasses'] + 3}", "-o", far)
+    result = run_cli(
+        "edit", ASTRONAUT, "--model", toy_runs["both"], "--set", f"Eyeglasses={estimated['Eyeglasses'] + 3}", "-o", far
+    )
     assert result.exit_code == 0, result.stderr
     assert np.abs(_pixels(far)[2] - astronaut.pixels)[weights > 0].mean() > 4
 
@@ -112,14 +116,26 @@ def test_setting_the_estimated_values_leaves_the_face_almost_unchanged(run_cli, 
         ("no value", ["--set", "Eyeglasses"], UsageError.exit_code, "expected NAME=VALUE"),
         ("infinite value", ["--set", "Eyeglasses=inf"], UsageError.exit_code, "not a finite number"),
         ("missing input", ["{work}/missing.png", "--set", "Eyeglasses=1"], InputError.exit_code, "no such file"),
-        ("output in a missing folder", ["--set", "Eyeglasses=1", "-o", "{work}/nowhere/out.png"], OutputError.exit_code, "no such folder"),
-        ("output under a file", ["--set", "Eyeglasses=1", "--out-dir", "{work}/afile/sub"], OutputError.exit_code, "cannot write"),
+        (
+            "output in a missing folder",
+            ["--set", "Eyeglasses=1", "-o", "{work}/nowhere/out.png"],
+            OutputError.exit_code,
+            "no such folder",
+        ),
+        (
+            "output under a file",
+            ["--set", "Eyeglasses=1", "--out-dir", "{work}/afile/sub"],
+            OutputError.exit_code,
+            "cannot write",
+        ),
         ("no edit", [], UsageError.exit_code, "nothing to edit"),
         ("bad face", ["--set", "Eyeglasses=1", "--face", "first"], UsageError.exit_code, "--face must be"),
         ("bad format", ["--set", "Eyeglasses=1", "--format", "xyz"], UsageError.exit_code, "--format xyz"),
     ],
 )
-def test_refusals_are_one_line_with_an_exit_code_and_write_nothing(run_cli, toy_runs, tmp_path, case, args, code, message):
+def test_refusals_are_one_line_with_an_exit_code_and_write_nothing(
+    run_cli, toy_runs, tmp_path, case, args, code, message
+):
     work = tmp_path / "work"
     work.mkdir()
     (work / "afile").write_text("not a folder")
@@ -150,7 +166,18 @@ def test_an_image_without_a_face_fails_alone(run_cli, toy_runs, tmp_path):
 def test_cuda_without_cuda_is_an_error(run_cli, toy_runs, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], "--set", "Smiling=1", "--device", "cuda", "-o", tmp_path / "o.png")
+    result = run_cli(
+        "edit",
+        ASTRONAUT,
+        "--model",
+        toy_runs["both"],
+        "--set",
+        "Smiling=1",
+        "--device",
+        "cuda",
+        "-o",
+        tmp_path / "o.png",
+    )
     assert result.exit_code == DeviceError.exit_code and "CUDA" in result.stderr
     assert os.listdir(tmp_path) == []
 
@@ -171,8 +198,18 @@ def test_no_align_edits_a_whole_folder_in_one_batch(run_cli, toy_runs, tmp_path,
     names = _toy_folder(tmp_path / "in", 5)
     encoded = _count_encoded(monkeypatch)
     out = tmp_path / "out"
-    result = run_cli("edit", tmp_path / "in", "--model", toy_runs["both"], "--set", "Eyeglasses=1", "--no-align",
-                     "--out-dir", out, "--json")
+    result = run_cli(
+        "edit",
+        tmp_path / "in",
+        "--model",
+        toy_runs["both"],
+        "--set",
+        "Eyeglasses=1",
+        "--no-align",
+        "--out-dir",
+        out,
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     assert encoded == [6]  # the six images' faces through the encoder together
     records = _records(result.stdout)
@@ -228,7 +265,9 @@ def test_outputs_are_kept_unless_force_and_inputs_unless_in_place(run_cli, toy_r
 
 
 def test_format_changes_the_output_type_and_name(run_cli, toy_runs, tmp_path):
-    result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], "--set", "Smiling=1", "--out-dir", tmp_path, "--format", "jpg")
+    result = run_cli(
+        "edit", ASTRONAUT, "--model", toy_runs["both"], "--set", "Smiling=1", "--out-dir", tmp_path, "--format", "jpg"
+    )
     assert result.exit_code == 0, result.stderr
     assert os.listdir(tmp_path) == ["astronaut_fader.jpg"]
     with Image.open(tmp_path / "astronaut_fader.jpg") as im:
@@ -236,7 +275,9 @@ def test_format_changes_the_output_type_and_name(run_cli, toy_runs, tmp_path):
 
 
 def test_o_takes_one_input_only(run_cli, toy_runs, tmp_path):
-    result = run_cli("edit", ASTRONAUT, COFFEE, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", tmp_path / "x.png")
+    result = run_cli(
+        "edit", ASTRONAUT, COFFEE, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", tmp_path / "x.png"
+    )
     assert result.exit_code == UsageError.exit_code and "--out-dir" in result.stderr
 
 
@@ -244,8 +285,19 @@ def test_o_takes_one_input_only(run_cli, toy_runs, tmp_path):
 
 
 def test_json_records_and_shift_from_the_estimate(run_cli, toy_runs, tmp_path):
-    result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], "--shift", "eyeglasses=+0.5", "--set", "Smiling=1",
-                     "-o", tmp_path / "out.png", "--json")
+    result = run_cli(
+        "edit",
+        ASTRONAUT,
+        "--model",
+        toy_runs["both"],
+        "--shift",
+        "eyeglasses=+0.5",
+        "--set",
+        "Smiling=1",
+        "-o",
+        tmp_path / "out.png",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     [record] = _records(result.stdout)
     assert set(record) == {"input", "output", "faces", "values", "seconds"}
@@ -268,15 +320,31 @@ def test_face_index_edits_only_that_face(run_cli, toy_runs, astronaut, tmp_path)
     Image.fromarray(canvas).save(photo)
     faces = find_faces(from_array(canvas))
     assert len(faces) == 2
-    result = run_cli("edit", photo, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "1", "-o", tmp_path / "one.png", "--json")
+    result = run_cli(
+        "edit",
+        photo,
+        "--model",
+        toy_runs["both"],
+        "--set",
+        "Eyeglasses=2",
+        "--face",
+        "1",
+        "-o",
+        tmp_path / "one.png",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     assert [f["face"] for f in _records(result.stdout)[0]["faces"]] == [1]
     edited = _pixels(tmp_path / "one.png")[2]
     changed = (edited != canvas).any(axis=2)
     assert changed[:, 450:].sum() > 1000 and not changed[:, :450].any()  # the smaller face, on the right, only
-    missing = run_cli("edit", photo, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "2", "-o", tmp_path / "no.png")
+    missing = run_cli(
+        "edit", photo, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "2", "-o", tmp_path / "no.png"
+    )
     assert missing.exit_code == NoFaceError.exit_code and "no face 2" in missing.stderr
-    both = run_cli("edit", photo, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "-o", tmp_path / "both.png", "--json")
+    both = run_cli(
+        "edit", photo, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "-o", tmp_path / "both.png", "--json"
+    )
     assert [f["face"] for f in _records(both.stdout)[0]["faces"]] == [0, 1]  # --face all by default
 
 
@@ -296,7 +364,9 @@ def test_two_single_attribute_models_are_chained_on_the_same_face(run_cli, toy_r
     assert not np.array_equal(both.image.pixels, eyeglasses_only.image.pixels)
     # The CLI does the same with --model twice.
     out = tmp_path / "chained.png"
-    result = run_cli("edit", ASTRONAUT, "-m", runs[0], "-m", runs[1], "--set", "Eyeglasses=2", "--set", "Smiling=-1", "-o", out)
+    result = run_cli(
+        "edit", ASTRONAUT, "-m", runs[0], "-m", runs[1], "--set", "Eyeglasses=2", "--set", "Smiling=-1", "-o", out
+    )
     assert result.exit_code == 0, result.stderr
     assert np.array_equal(_pixels(out)[2], both.image.pixels)
 
@@ -304,14 +374,26 @@ def test_two_single_attribute_models_are_chained_on_the_same_face(run_cli, toy_r
 def test_without_model_each_attribute_takes_its_registry_model(run_cli, toy_runs, server, register, home, tmp_path):
     for name in ("eyeglasses", "smiling"):
         server.plan.files[f"/{name}.safetensors"] = (toy_runs[name] / "model.safetensors").read_bytes()
-    register({
-        "toy-eyeglasses": {"url": server.url("/eyeglasses.safetensors"), "attribute": "Eyeglasses"},
-        "toy-smiling": {"url": server.url("/smiling.safetensors"), "attribute": "Smiling"},
-    })
+    register(
+        {
+            "toy-eyeglasses": {"url": server.url("/eyeglasses.safetensors"), "attribute": "Eyeglasses"},
+            "toy-smiling": {"url": server.url("/smiling.safetensors"), "attribute": "Smiling"},
+        }
+    )
     args = ["--set", "Eyeglasses=2", "--set", "Smiling=-1", "--quiet"]
     result = run_cli("edit", ASTRONAUT, *args, "-o", tmp_path / "registry.png")
     assert result.exit_code == 0, result.stderr
-    explicit = run_cli("edit", ASTRONAUT, *args, "-m", toy_runs["eyeglasses"], "-m", toy_runs["smiling"], "-o", tmp_path / "explicit.png")
+    explicit = run_cli(
+        "edit",
+        ASTRONAUT,
+        *args,
+        "-m",
+        toy_runs["eyeglasses"],
+        "-m",
+        toy_runs["smiling"],
+        "-o",
+        tmp_path / "explicit.png",
+    )
     assert explicit.exit_code == 0, explicit.stderr
     assert np.array_equal(_pixels(tmp_path / "registry.png")[2], _pixels(tmp_path / "explicit.png")[2])
     unknown = run_cli("edit", ASTRONAUT, "--set", "Bald=1", "-o", tmp_path / "bald.png")
@@ -334,13 +416,22 @@ def test_inspect_prints_estimates_and_the_runs_classifier(run_cli, toy_runs, ast
     assert whole[0]["box"] is None and set(whole[0]["estimated"]) == {"Eyeglasses", "Smiling"}
 
 
-def test_the_authors_models_end_to_end_with_their_classifier(run_cli, release, server, register, home, tmp_path, monkeypatch):
+def test_the_authors_models_end_to_end_with_their_classifier(
+    run_cli, release, server, register, home, tmp_path, monkeypatch
+):
     """Stand-ins for the authors' eyeglasses model and classifier256, in their .pth format, served locally."""
     fader = randomise(release.AutoEncoder(img_sz=32, init_fm=8, max_fm=32, n_layers=3), seed=4)
-    judge = randomise(release.Classifier(img_sz=32, init_fm=8, max_fm=32, hid_dim=16, attr=[("Eyeglasses", 2), ("Male", 2)]), seed=5)
+    judge = randomise(
+        release.Classifier(img_sz=32, init_fm=8, max_fm=32, hid_dim=16, attr=[("Eyeglasses", 2), ("Male", 2)]), seed=5
+    )
     server.plan.files["/eyeglasses.pth"] = release_bytes(fader)
     server.plan.files["/classifier256.pth"] = release_bytes(judge)
-    register({"eyeglasses": {"url": server.url("/eyeglasses.pth")}, "classifier256": {"url": server.url("/classifier256.pth")}})
+    register(
+        {
+            "eyeglasses": {"url": server.url("/eyeglasses.pth")},
+            "classifier256": {"url": server.url("/classifier256.pth")},
+        }
+    )
     edited = run_cli("edit", ASTRONAUT, "--set", "Eyeglasses=1.5", "-o", tmp_path / "out.png", "--json")
     assert edited.exit_code == 0, edited.stderr
     assert "CC-BY-NC 4.0" in edited.stderr  # the licence notice at download

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fadercli import toyfaces
 from fadercli.attributes import AttributeSet
-from fadercli.evaluate import evaluate, summary_lines
-from fadercli.model import FaderConfig
-from fadercli.weights import load_model
+from fadercli.net.model import FaderConfig
+from fadercli.train import toyfaces
+from fadercli.train.evaluate import evaluate, summary_lines
+from fadercli.weights.format import load_model
 
 NAMES = ("Eyeglasses", "Smiling")
 SIZE = 32
@@ -30,10 +30,28 @@ class Oracle(nn.Module):
         self.blur = blur
         self.faces = _tensor(toyfaces.render(params, SIZE))
         # Every face with each combination of the two attributes: [face, eyeglasses, smiling].
-        self.drawn = torch.stack([torch.stack([
-            _tensor(toyfaces.render({**params, "Eyeglasses": np.full_like(params["Eyeglasses"], g),
-                                     "Smiling": np.full_like(params["Smiling"], s)}, SIZE)) for s in (0, 1)], 1)
-            for g in (0, 1)], 1)
+        self.drawn = torch.stack(
+            [
+                torch.stack(
+                    [
+                        _tensor(
+                            toyfaces.render(
+                                {
+                                    **params,
+                                    "Eyeglasses": np.full_like(params["Eyeglasses"], g),
+                                    "Smiling": np.full_like(params["Smiling"], s),
+                                },
+                                SIZE,
+                            )
+                        )
+                        for s in (0, 1)
+                    ],
+                    1,
+                )
+                for g in (0, 1)
+            ],
+            1,
+        )
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         index = torch.cdist(x.flatten(1).float(), self.faces.flatten(1)).argmin(1)

@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 
-from conftest import SHARED
 from fadercli.errors import NoFaceError
 from fadercli.faces import Alignment, alignment_for, crop, find_faces, paste, template
-from fadercli.images import from_array, read_image
+from fadercli.media.images import from_array, read_image
 
 DATA = Path(__file__).parent / "data"  # see data/SOURCES.md
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
@@ -57,7 +57,9 @@ def _cut(pixels, face, side, share=1 / 3):
 
 # A third beyond each side; and nearly half (missed while the second look saw only the border
 # pixels repeated beyond the photo).
-@pytest.mark.parametrize("side, share", [("left", 1 / 3), ("right", 1 / 3), ("top", 1 / 3), ("bottom", 1 / 3), ("left", 0.45)])
+@pytest.mark.parametrize(
+    "side, share", [("left", 1 / 3), ("right", 1 / 3), ("top", 1 / 3), ("bottom", 1 / 3), ("left", 0.45)]
+)
 def test_a_face_cut_by_the_border_is_found_cropped_and_pasted_inside_the_photo(portrait, side, share):
     photo, face = portrait
     pixels, (dx, dy) = _cut(photo.pixels, face, side, share)
@@ -181,7 +183,9 @@ def test_fader_edit_finds_no_face_in_photos_without_a_person(run_cli, toy_runs, 
     folder.mkdir()
     for path in NO_PERSON:
         shutil.copy(path, folder / path.name)
-    result = run_cli("edit", folder, "--model", toy_runs["smiling"], "--set", "Smiling=1", "--out-dir", tmp_path / "out")
+    result = run_cli(
+        "edit", folder, "--model", toy_runs["smiling"], "--set", "Smiling=1", "--out-dir", tmp_path / "out"
+    )
     assert result.exit_code == NoFaceError.exit_code
     assert result.stderr.count("no face found in") == len(NO_PERSON)
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

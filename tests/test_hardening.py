@@ -11,29 +11,37 @@ import time
 import zipfile
 from pathlib import Path
 
+import corpus
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-import corpus
 from clips import make_clip
 from conftest import PEAK_MB, ROOT, SHARED
-from fadercli import hub
-from fadercli.data import build_cache, find_source, Preprocess
-from fadercli.errors import InputError, ModelError, NoFaceError, OutputError, UsageError
-from fadercli.images import decode_image, read_image
-from fadercli.model import ClassifierConfig, FaderConfig
-from fadercli.weights import save_model
+from PIL import Image
 from release_files import save_release_file
+
+from fadercli.errors import InputError, ModelError, NoFaceError, OutputError, UsageError
+from fadercli.media.images import decode_image, read_image
+from fadercli.net.model import ClassifierConfig, FaderConfig
+from fadercli.train.images import Preprocess, build_cache
+from fadercli.train.sources import find_source
+from fadercli.weights import hub
+from fadercli.weights.format import save_model
 
 PORTRAIT = SHARED / "testdata" / "astronaut.png"
 FADER = [sys.executable, "-m", "fadercli"]
 
 
 def run(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([*FADER, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, **(env or {})}, **kwargs)
+    return subprocess.run(
+        [*FADER, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
 
 
 def one_line(result) -> str:
@@ -67,9 +75,9 @@ def test_postscript_named_as_a_photo_is_refused_unread_everywhere(tmp_path, toy_
     # The library's readers, a training folder's loader and an upload take the same gate.
     script = f"""
 from pathlib import Path
-from fadercli.data import Preprocess, load_image
+from fadercli.train.images import Preprocess, load_image
 from fadercli.errors import InputError
-from fadercli.images import decode_image, read_image
+from fadercli.media.images import decode_image, read_image
 path = Path({str(photo)!r})
 for read in (lambda: read_image(path), lambda: decode_image(path.read_bytes(), "upload.png"),
              lambda: load_image(path, Preprocess(32))):
@@ -78,15 +86,20 @@ for read in (lambda: read_image(path), lambda: decode_image(path.read_bytes(), "
     except InputError as e:
         print(e.code)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **env},
-                         cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=60
+    )
     assert out.stdout.split() == ["not_an_image"] * 3, out.stderr
     assert not mark.exists()
 
 
 def test_only_the_allowed_formats_are_read(tmp_path):
-    for name, data, kind in (("icon.jpg", corpus.ico(), "a Windows icon"), ("layers.png", corpus.psd(), "a Photoshop file"),
-                             ("doc.jpg", corpus.PDF, "a PDF document"), ("vector.png", corpus.SVG, "an XML file")):
+    for name, data, kind in (
+        ("icon.jpg", corpus.ico(), "a Windows icon"),
+        ("layers.png", corpus.psd(), "a Photoshop file"),
+        ("doc.jpg", corpus.PDF, "a PDF document"),
+        ("vector.png", corpus.SVG, "an XML file"),
+    ):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(InputError, match=f"{kind}, not a photo format") as caught:
             read_image(tmp_path / name)
@@ -130,7 +143,7 @@ def test_a_real_pixel_bomb_takes_no_memory(tmp_path, toy_runs):
     script = f"""
 import sys
 from fadercli.cli import main
-sys.argv = ["fader", "edit", {str(bomb)!r}, "--model", {str(toy_runs['both'])!r}, "--set", "Smiling=1", "-q"]
+sys.argv = ["fader", "edit", {str(bomb)!r}, "--model", {str(toy_runs["both"])!r}, "--set", "Smiling=1", "-q"]
 try:
     main()
 except SystemExit as e:
@@ -152,20 +165,34 @@ def test_faces_per_photo_are_capped(tmp_path, toy_runs):
     crowd = tmp_path / "crowd.png"
     Image.fromarray(_crowd(3)).save(crowd)
     both = run("edit", crowd, "--model", toy_runs["both"], "--set", "Smiling=1", "--json", "-o", tmp_path / "all.png")
-    capped = run("edit", crowd, "--model", toy_runs["both"], "--set", "Smiling=1", "--json", "--max-faces", "2",
-                 "-o", tmp_path / "two.png")
+    capped = run(
+        "edit",
+        crowd,
+        "--model",
+        toy_runs["both"],
+        "--set",
+        "Smiling=1",
+        "--json",
+        "--max-faces",
+        "2",
+        "-o",
+        tmp_path / "two.png",
+    )
     assert both.returncode == 0 and capped.returncode == 0, capped.stderr
     assert len(json.loads(both.stdout)["faces"]) == 9
     assert [f["face"] for f in json.loads(capped.stdout)["faces"]] == [0, 1]
-    assert one_line(run("edit", crowd, "--model", toy_runs["both"], "--set", "Smiling=1", "--max-faces", "0"))\
-        .endswith("--max-faces must be from 1 to 1000, got 0")
+    assert one_line(run("edit", crowd, "--model", toy_runs["both"], "--set", "Smiling=1", "--max-faces", "0")).endswith(
+        "--max-faces must be from 1 to 1000, got 0"
+    )
 
 
 def test_video_frames_over_the_pixel_limit_are_refused(tmp_path, toy_runs):
     clip = make_clip(tmp_path / "clip.mp4", n=3)
     result = run("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "--max-megapixels", "0.01")
     assert result.returncode == InputError.exit_code
-    assert one_line(result).endswith("each frame is 192 x 144 pixels (0.0 MP), over the 0.01 MP limit (--max-megapixels)")
+    assert one_line(result).endswith(
+        "each frame is 192 x 144 pixels (0.0 MP), over the 0.01 MP limit (--max-megapixels)"
+    )
     assert not (tmp_path / "clip_fader.mp4").exists()
 
 
@@ -234,8 +261,14 @@ except SystemExit as e:
     for command in (["info"], ["models", "import"]):
         args = ["--name", "x"] if command == ["models", "import"] else []
         code = script.replace('"{}"', ", ".join(f'"{c}"' for c in command))
-        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-                             timeout=120, env={**os.environ, "FADER_HOME": str(home)})
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            env={**os.environ, "FADER_HOME": str(home)},
+        )
         status, peak_mb = map(int, out.stdout.split())
         assert status == ModelError.exit_code and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert peak_mb < 600, peak_mb
@@ -259,8 +292,13 @@ def test_a_module_tree_that_shares_modules_is_refused_at_once(release, tmp_path)
 
 
 def test_configs_beyond_sane_bounds_are_refused():
-    for config in (dict(init_fm=8192, max_fm=8192), dict(hid_dim=10**6), dict(attributes=(("A", 10**6),)),
-                   dict(attributes=tuple((f"A{i}", 2) for i in range(100))), dict(img_channels=10**6)):
+    for config in (
+        dict(init_fm=8192, max_fm=8192),
+        dict(hid_dim=10**6),
+        dict(attributes=(("A", 10**6),)),
+        dict(attributes=tuple((f"A{i}", 2) for i in range(100))),
+        dict(img_channels=10**6),
+    ):
         with pytest.raises(ValueError):
             FaderConfig(img_size=32, n_layers=3, **config)
     with pytest.raises(ValueError):
@@ -270,11 +308,17 @@ def test_configs_beyond_sane_bounds_are_refused():
 
 
 def _checkpoint(tmp_path: Path, ae: dict, compress: bool = False) -> Path:
-    from fadercli.train import CHECKPOINT_VERSION, TrainConfig
+    from fadercli.train.config import TrainConfig
+    from fadercli.weights.checkpoints import CHECKPOINT_VERSION
 
     config = FaderConfig(img_size=32, init_fm=8, max_fm=32, n_layers=3)
-    state = {"version": CHECKPOINT_VERSION, "step": 1, "config": TrainConfig(img_size=32).__dict__,
-             "model_config": config.to_dict(), "ae": ae}
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "step": 1,
+        "config": TrainConfig(img_size=32).__dict__,
+        "model_config": config.to_dict(),
+        "ae": ae,
+    }
     path = tmp_path / "run" / "checkpoint.pt"
     path.parent.mkdir(exist_ok=True)
     torch.save(state, path)
@@ -288,7 +332,7 @@ def _checkpoint(tmp_path: Path, ae: dict, compress: bool = False) -> Path:
 
 
 def test_checkpoints_with_views_or_compressed_records_are_refused(tmp_path):
-    from fadercli.model import AutoEncoder
+    from fadercli.net.model import AutoEncoder
 
     ae = AutoEncoder(FaderConfig(img_size=32, init_fm=8, max_fm=32, n_layers=3)).state_dict()
     assert hub.load_file(_checkpoint(tmp_path, ae)).config.img_size == 32
@@ -311,8 +355,9 @@ def test_checkpoints_with_views_or_compressed_records_are_refused(tmp_path):
 
 
 def test_face_indices_are_ascii_digits(toy_runs, tmp_path):
-    result = run("edit", PORTRAIT, "--model", toy_runs["both"], "--set", "Smiling=1", "--face", "²",
-                 "-o", tmp_path / "x.png")
+    result = run(
+        "edit", PORTRAIT, "--model", toy_runs["both"], "--set", "Smiling=1", "--face", "²", "-o", tmp_path / "x.png"
+    )
     assert result.returncode == UsageError.exit_code
     assert one_line(result).startswith("fader: error: --face must be all, largest or a face index")
 
@@ -320,7 +365,7 @@ def test_face_indices_are_ascii_digits(toy_runs, tmp_path):
 def test_slider_ranges_that_are_not_an_object_are_a_model_error(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from fadercli.model import AutoEncoder
+    from fadercli.net.model import AutoEncoder
 
     path = tmp_path / "m.safetensors"
     save_model(path, AutoEncoder(FaderConfig(img_size=32, init_fm=8, max_fm=32, n_layers=3)))
@@ -345,8 +390,14 @@ sys.argv = ["fader"] + sys.argv[1:]
 main()
 """
     model = toy_runs["smiling"] / "classifier.safetensors"  # 2.8 MB
-    out = subprocess.run([sys.executable, "-c", script, "models", "import", str(model), "--name", "mine"], capture_output=True,
-                         text=True, cwd=ROOT, timeout=60, env={**os.environ, "FADER_HOME": str(home)})
+    out = subprocess.run(
+        [sys.executable, "-c", script, "models", "import", str(model), "--name", "mine"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "FADER_HOME": str(home)},
+    )
     assert out.returncode == OutputError.exit_code
     assert one_line(out).endswith(": File too large")
     assert not any(p.is_file() for p in (home / "models").rglob("*"))
@@ -371,7 +422,7 @@ def test_cors_takes_one_origin(run_cli):
 
 
 def _model_bytes(tmp_path: Path) -> bytes:
-    from fadercli.model import AutoEncoder
+    from fadercli.net.model import AutoEncoder
 
     path = tmp_path / "good.safetensors"
     save_model(path, AutoEncoder(FaderConfig(img_size=32, init_fm=8, max_fm=32, n_layers=3)))
@@ -409,7 +460,7 @@ def test_redirects_are_followed_but_never_off_http(tmp_path, home, server, monke
 def test_an_https_download_is_never_redirected_to_http(home, monkeypatch):
     import requests
 
-    from fadercli import download
+    from fadercli.weights import download
 
     calls = []
 
@@ -468,7 +519,7 @@ def test_label_rows_cannot_name_files_outside_the_data_folder(tmp_path):
 
 
 def test_an_interrupted_cache_build_leaves_nothing(tmp_path, monkeypatch):
-    from fadercli import data
+    from fadercli.train import images as data
 
     names = _write_faces(tmp_path / "data")
     files = [tmp_path / "data" / n for n in names]
@@ -516,7 +567,7 @@ def test_fader_edit_on_the_malformed_corpus(tmp_path, toy_runs):
     script = f"""
 import sys
 from fadercli.cli import main
-sys.argv = ["fader", "edit", {str(folder)!r}, "--model", {str(toy_runs['both'])!r}, "--set", "Smiling=1",
+sys.argv = ["fader", "edit", {str(folder)!r}, "--model", {str(toy_runs["both"])!r}, "--set", "Smiling=1",
             "--out-dir", {str(out)!r}, "-q"]
 try:
     main()

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fadercli import hub
 from fadercli.errors import DownloadError, ModelError, UsageError
+from fadercli.weights import hub
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = os.urandom(300_000)
@@ -123,8 +123,9 @@ def test_a_stalled_server_times_out_with_a_clear_error(blob, server, monkeypatch
 
 
 @pytest.mark.parametrize("terminal, quiet, shown", [(True, False, True), (True, True, False), (False, False, False)])
-def test_progress_and_retries_show_at_a_terminal_unless_quiet(terminal, quiet, shown, blob, server, capsys,
-                                                              monkeypatch):
+def test_progress_and_retries_show_at_a_terminal_unless_quiet(
+    terminal, quiet, shown, blob, server, capsys, monkeypatch
+):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     server.plan.fail = [502]
     hub.fetch("blob", quiet=quiet)
@@ -142,8 +143,12 @@ def test_not_enough_disk_space(blob, home, server, monkeypatch):
 
 def _cli(*args, env):
     return subprocess.Popen(
-        [sys.executable, "-m", "fadercli", *args], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "fadercli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -251,8 +256,10 @@ def test_no_internet_fails_with_one_line_naming_the_url(home, run_cli, monkeypat
     result = run_cli("models", "download", "eyeglasses")
     assert result.exit_code == DownloadError.exit_code
     [line] = result.stderr.splitlines()
-    assert line.startswith("fader: error: cannot download eyeglasses from"
-                           " https://dl.fbaipublicfiles.com/FaderNetworks/eyeglasses.pth: cannot connect")
+    assert line.startswith(
+        "fader: error: cannot download eyeglasses from"
+        " https://dl.fbaipublicfiles.com/FaderNetworks/eyeglasses.pth: cannot connect"
+    )
     assert "Offline? Fetch the file elsewhere and save it as" in line and "FADER_OFFLINE=1" in line
     assert result.stdout == ""
     assert leftovers(home) == []
@@ -261,8 +268,11 @@ def test_no_internet_fails_with_one_line_naming_the_url(home, run_cli, monkeypat
 def test_registry_built_ins():
     entries = hub.registry()
     assert {n: e.slider_range for n, e in entries.items() if e.attribute} == {
-        "eyeglasses": (-1.0, 2.0), "male": (-1.0, 2.0), "young": (-9.0, 10.0),
-        "narrow_eyes": (-9.0, 10.0), "pointy_nose": (-9.0, 10.0),
+        "eyeglasses": (-1.0, 2.0),
+        "male": (-1.0, 2.0),
+        "young": (-9.0, 10.0),
+        "narrow_eyes": (-9.0, 10.0),
+        "pointy_nose": (-9.0, 10.0),
     }
     assert entries["classifier256"].kind == "classifier"
     yunet = entries["yunet"]
@@ -274,10 +284,12 @@ def test_registry_built_ins():
 
 def test_model_for_attribute(server, register):
     assert hub.model_for_attribute("NARROW_EYES") == "narrow_eyes"
-    register({
-        "glasses-hq": {"url": server.url("/g.safetensors"), "attribute": "Eyeglasses"},
-        "smile": {"url": server.url("/s.safetensors"), "attribute": "Smiling", "slider_range": [-1, 2]},
-    })
+    register(
+        {
+            "glasses-hq": {"url": server.url("/g.safetensors"), "attribute": "Eyeglasses"},
+            "smile": {"url": server.url("/s.safetensors"), "attribute": "Smiling", "slider_range": [-1, 2]},
+        }
+    )
     assert hub.model_for_attribute("eyeglasses") == "glasses-hq"  # your own entries first
     assert hub.model_for_attribute("smiling") == "smile"
     with pytest.raises(UsageError) as caught:
@@ -309,10 +321,24 @@ def test_bad_registry_files_give_one_line(text, expected, home, run_cli):
 def test_json_registry_named_by_the_environment(home, server, tmp_path, monkeypatch, run_cli):
     server.plan.files["/files/blob.onnx"] = DATA
     team = tmp_path / "team.json"
-    team.write_text(json.dumps({"models": {"blob": {
-        "urls": ["http://127.0.0.1:9/nowhere.onnx", server.url("/files/blob.onnx")],  # a dead mirror first
-        "format": "onnx", "sha256": SHA, "licence": "CC-BY 4.0", "description": "team blob",
-    }}}))
+    team.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "blob": {
+                        "urls": [
+                            "http://127.0.0.1:9/nowhere.onnx",
+                            server.url("/files/blob.onnx"),
+                        ],  # a dead mirror first
+                        "format": "onnx",
+                        "sha256": SHA,
+                        "licence": "CC-BY 4.0",
+                        "description": "team blob",
+                    }
+                }
+            }
+        )
+    )
     monkeypatch.setenv("FADER_REGISTRY", str(team))
     monkeypatch.setenv("FADER_DOWNLOAD_RETRIES", "0")
     assert hub.fetch("blob", quiet=True).read_bytes() == DATA

@@ -7,11 +7,13 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 
-from conftest import SHARED
 from fadercli.errors import InputError, OutputError
-from fadercli.images import LUMA, Photo, expand_inputs, from_array, from_pil, read_image, save_image, to_pil
+from fadercli.media.formats import expand_inputs
+from fadercli.media.images import LUMA, Photo, from_array, from_pil, read_image
+from fadercli.media.writing import save_image, to_pil
 
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 RNG = np.random.default_rng(5)
@@ -117,7 +119,9 @@ def test_cmyk_keeps_its_ink_and_converts_to_rgb_as_pillow_does(tmp_path):
     assert np.array_equal(_round_trip(photo, tmp_path / "out.tif").pixels, cmyk)
 
 
-@pytest.mark.parametrize("mode,channels,dtype", [("RGB", 3, np.uint8), ("L", 1, np.uint8), ("L", 1, np.uint16), ("CMYK", 4, np.uint8)])
+@pytest.mark.parametrize(
+    "mode,channels,dtype", [("RGB", 3, np.uint8), ("L", 1, np.uint8), ("L", 1, np.uint16), ("CMYK", 4, np.uint8)]
+)
 def test_an_rgb_change_lands_in_the_photo_own_values(mode, channels, dtype):
     """add_change turns a change given in RGB into the colour model's own values, only where asked."""
     scale = 257 if dtype == np.uint16 else 1

@@ -1,7 +1,8 @@
 import pytest
 import torch
+from release_layout import randomise, release_autoencoder, release_forward
 
-from fadercli.model import (
+from fadercli.net.model import (
     UPSAMPLE_METHODS,
     AutoEncoder,
     Classifier,
@@ -9,8 +10,7 @@ from fadercli.model import (
     FaderConfig,
     LatentDiscriminator,
 )
-from fadercli.weights import parameter_counts
-from release_layout import randomise, release_autoencoder, release_forward
+from fadercli.weights.format import parameter_counts
 
 THREE = (("A", 2), ("B", 2), ("C", 2))
 
@@ -66,8 +66,17 @@ def test_encode_once_decode_many_matches_forward():
 @pytest.mark.parametrize("instance_norm", [False, True])
 def test_every_option_builds_and_maps_images_to_images(upsample, instance_norm):
     config = FaderConfig(
-        THREE, img_size=32, init_fm=8, max_fm=32, n_layers=4, n_skip=2, upsample=upsample,
-        instance_norm=instance_norm, dec_dropout=0.2, hid_dim=16, lat_dis_dropout=0.1,
+        THREE,
+        img_size=32,
+        init_fm=8,
+        max_fm=32,
+        n_layers=4,
+        n_skip=2,
+        upsample=upsample,
+        instance_norm=instance_norm,
+        dec_dropout=0.2,
+        hid_dim=16,
+        lat_dis_dropout=0.1,
     )
     ae, dis = AutoEncoder(config), LatentDiscriminator(config)
     out = ae(torch.rand(2, 3, 32, 32), torch.rand(2, 6))

@@ -14,7 +14,9 @@ def _imported_modules(*args: str) -> set[str]:
     """Top-level modules a fresh interpreter imports to run `python -m fadercli ARGS`."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "fadercli", *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", result.stderr, flags=re.M)
     assert names, "no import trace: is -X importtime broken?"
@@ -23,8 +25,17 @@ def _imported_modules(*args: str) -> set[str]:
 
 def test_help_imports_neither_torch_nor_cv2_nor_av():
     commands = (
-        ["info"], ["models"], ["models", "list"], ["align"], ["train"], ["eval"], ["demo"], ["edit"], ["sweep"],
-        ["inspect"], ["serve"],
+        ["info"],
+        ["models"],
+        ["models", "list"],
+        ["align"],
+        ["train"],
+        ["eval"],
+        ["demo"],
+        ["edit"],
+        ["sweep"],
+        ["inspect"],
+        ["serve"],
     )
     for args in (["--help"], ["--version"], *([*c, "--help"] for c in commands)):
         modules = _imported_modules(*args)

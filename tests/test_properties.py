@@ -8,17 +8,17 @@ import math
 
 import pytest
 import torch
+from conftest import SHARED
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
 from fadercli.attributes import parse_assignment
 from fadercli.cli.sweep import _range
-from fadercli.data import find_source
 from fadercli.errors import FaderError, InputError, UsageError
 from fadercli.faces import parse_face_choice
-from fadercli.hub import _parse_registry
+from fadercli.train.sources import find_source
+from fadercli.weights.registry import _parse_registry
 
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -66,8 +66,12 @@ CELLS = st.one_of(TEXT, st.sampled_from(["1", "0", "-1", "yes", "f0.png", "../x.
 
 
 @FAST
-@given(header=st.lists(CELLS, max_size=4), rows=st.lists(st.lists(CELLS, max_size=4), max_size=6),
-       encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]), delimiter=st.sampled_from([",", "\t", ";"]))
+@given(
+    header=st.lists(CELLS, max_size=4),
+    rows=st.lists(st.lists(CELLS, max_size=4), max_size=6),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]),
+    delimiter=st.sampled_from([",", "\t", ";"]),
+)
 def test_labels_files_give_a_source_or_one_line(tmp_path_factory, header, rows, encoding, delimiter):
     folder = tmp_path_factory.mktemp("labels")
     (folder / "f0.png").write_bytes(ASTRONAUT.read_bytes())
@@ -85,15 +89,26 @@ def test_labels_files_give_a_source_or_one_line(tmp_path_factory, header, rows, 
     assert all(p.resolve().parent == folder.resolve() for p in source.files)  # never outside the folder
 
 
-TOML_VALUES = st.one_of(st.integers(), st.floats(allow_nan=False), TEXT.map(json.dumps),
-                        st.lists(st.one_of(st.integers(), TEXT.map(json.dumps)), max_size=3).map(lambda v: "[" + ", ".join(map(str, v)) + "]"))
+TOML_VALUES = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False),
+    TEXT.map(json.dumps),
+    st.lists(st.one_of(st.integers(), TEXT.map(json.dumps)), max_size=3).map(
+        lambda v: "[" + ", ".join(map(str, v)) + "]"
+    ),
+)
 
 
 @FAST
-@given(name=st.one_of(TEXT, st.sampled_from(["mine", "eyeglasses", "a.b"])),
-       settings_=st.dictionaries(st.sampled_from(["url", "urls", "format", "sha256", "size", "attribute",
-                                                  "slider_range", "licence", "other"]), TOML_VALUES, max_size=4),
-       garbage=st.one_of(st.just(""), TEXT))
+@given(
+    name=st.one_of(TEXT, st.sampled_from(["mine", "eyeglasses", "a.b"])),
+    settings_=st.dictionaries(
+        st.sampled_from(["url", "urls", "format", "sha256", "size", "attribute", "slider_range", "licence", "other"]),
+        TOML_VALUES,
+        max_size=4,
+    ),
+    garbage=st.one_of(st.just(""), TEXT),
+)
 def test_registry_files_give_entries_or_one_line(tmp_path_factory, name, settings_, garbage):
     path = tmp_path_factory.mktemp("registry") / "registry.toml"
     body = "\n".join(f"{k} = {v}" for k, v in settings_.items())
@@ -117,26 +132,41 @@ def client(toy_runs):
         yield c
 
 
-JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT),
-                    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
-                    max_leaves=8)
-RENDER = st.fixed_dictionaries({}, optional={
-    "faces": st.one_of(JSON, st.dictionaries(st.one_of(TEXT, st.sampled_from(["0", "1", "²"])),
-                                             st.dictionaries(st.sampled_from(["Smiling", "Eyeglasses", "x"]),
-                                                             st.one_of(st.floats(), st.integers(), TEXT)), max_size=2)),
-    "format": st.one_of(JSON, st.sampled_from(["png", "jpeg", "gif"])),
-    "max_size": st.one_of(JSON, st.integers(-5, 100_000)),
-    "quality": st.one_of(JSON, st.integers(-5, 200)),
-    "supersede": JSON,
-})
-SWEEP = st.fixed_dictionaries({"attribute": st.one_of(JSON, st.sampled_from(["Smiling", "smiling", "Nope"]))}, optional={
-    "steps": st.one_of(JSON, st.integers(-3, 100)),
-    "range": st.one_of(JSON, st.lists(st.floats(), min_size=2, max_size=2)),
-    "face": st.one_of(JSON, st.sampled_from(["largest", 0, 5, -1])),
-    "format": st.one_of(JSON, st.sampled_from(["gif", "png"])),
-    "max_size": st.one_of(JSON, st.integers(-5, 5000)),
-    "fps": st.one_of(JSON, st.floats()),
-})
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=8,
+)
+RENDER = st.fixed_dictionaries(
+    {},
+    optional={
+        "faces": st.one_of(
+            JSON,
+            st.dictionaries(
+                st.one_of(TEXT, st.sampled_from(["0", "1", "²"])),
+                st.dictionaries(
+                    st.sampled_from(["Smiling", "Eyeglasses", "x"]), st.one_of(st.floats(), st.integers(), TEXT)
+                ),
+                max_size=2,
+            ),
+        ),
+        "format": st.one_of(JSON, st.sampled_from(["png", "jpeg", "gif"])),
+        "max_size": st.one_of(JSON, st.integers(-5, 100_000)),
+        "quality": st.one_of(JSON, st.integers(-5, 200)),
+        "supersede": JSON,
+    },
+)
+SWEEP = st.fixed_dictionaries(
+    {"attribute": st.one_of(JSON, st.sampled_from(["Smiling", "smiling", "Nope"]))},
+    optional={
+        "steps": st.one_of(JSON, st.integers(-3, 100)),
+        "range": st.one_of(JSON, st.lists(st.floats(), min_size=2, max_size=2)),
+        "face": st.one_of(JSON, st.sampled_from(["largest", 0, 5, -1])),
+        "format": st.one_of(JSON, st.sampled_from(["gif", "png"])),
+        "max_size": st.one_of(JSON, st.integers(-5, 5000)),
+        "fps": st.one_of(JSON, st.floats()),
+    },
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -147,8 +177,9 @@ def test_serve_json_bodies_are_answered_or_refused_in_one_line(client, body, kin
         content = json.dumps(payload, allow_nan=True)
     except (TypeError, ValueError):
         return
-    response = client.post(f"/api/photos/{client.photo}/{kind}", content=content,
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        f"/api/photos/{client.photo}/{kind}", content=content, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         answer = response.json()
@@ -156,9 +187,17 @@ def test_serve_json_bodies_are_answered_or_refused_in_one_line(client, body, kin
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(fields=st.lists(st.tuples(st.sampled_from(["set", "shift", "face", "align", "format"]),
-                                 st.one_of(TEXT, st.sampled_from(["Smiling=1", "smiling=nan", "=1", "Smiling=1e400",
-                                                                   "²", "true", "webp", "eps"]))), max_size=4))
+@given(
+    fields=st.lists(
+        st.tuples(
+            st.sampled_from(["set", "shift", "face", "align", "format"]),
+            st.one_of(
+                TEXT, st.sampled_from(["Smiling=1", "smiling=nan", "=1", "Smiling=1e400", "²", "true", "webp", "eps"])
+            ),
+        ),
+        max_size=4,
+    )
+)
 def test_serve_edit_forms_are_answered_or_refused_in_one_line(client, fields):
     form: dict[str, list[str]] = {}
     for key, value in fields or [("set", "Smiling=1")]:
@@ -170,9 +209,12 @@ def test_serve_edit_forms_are_answered_or_refused_in_one_line(client, fields):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(option=st.sampled_from(["--set", "--shift", "--face", "--max-megapixels", "--max-faces", "--threshold",
-                               "--batch-size", "--format"]),
-       value=st.one_of(TEXT.filter(lambda t: not t.startswith("-")), st.sampled_from(["nan", "inf", "-0", "1e309", "²"])))
+@given(
+    option=st.sampled_from(
+        ["--set", "--shift", "--face", "--max-megapixels", "--max-faces", "--threshold", "--batch-size", "--format"]
+    ),
+    value=st.one_of(TEXT.filter(lambda t: not t.startswith("-")), st.sampled_from(["nan", "inf", "-0", "1e309", "²"])),
+)
 def test_edit_options_never_exit_1(run_cli, tmp_path_factory, toy_runs, option, value):
     out = tmp_path_factory.mktemp("out") / "x.png"
     args = ["edit", ASTRONAUT, "--model", toy_runs["both"], option, value, "-o", out, "-q"]

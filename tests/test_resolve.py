@@ -6,13 +6,13 @@ import os
 
 import pytest
 import torch
-
-from fadercli import hub
-from fadercli.errors import DownloadError, ModelError, OutputError, UsageError
-from fadercli.model import AutoEncoder, FaderConfig
-from fadercli.weights import save_model
 from release_files import release_bytes, save_release_file
 from release_layout import randomise
+
+from fadercli.errors import DownloadError, ModelError, OutputError, UsageError
+from fadercli.net.model import AutoEncoder, FaderConfig
+from fadercli.weights import hub
+from fadercli.weights.format import save_model
 
 SMALL = dict(img_sz=32, init_fm=8, max_fm=32, n_layers=3)
 

@@ -9,12 +9,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED, paste_weights
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import SHARED, paste_weights
 from fadercli.faces import alignment_for, find_faces
-from fadercli.images import read_image
+from fadercli.media.images import read_image
 from fadercli.serve.app import Settings, create_app
 from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import RenderQueue, Superseded
@@ -73,7 +73,7 @@ def test_health_models_and_the_page(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     # Self-contained: nothing fetched from elsewhere, and only its own inline script may run.
-    assert not any(marker in page.text for marker in ('src="http', "href=\"http", "url(http", "@import"))
+    assert not any(marker in page.text for marker in ('src="http', 'href="http', "url(http", "@import"))
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "connect-src 'self'" in csp
     assert client.get("/openapi.json").json()["paths"]["/api/photos/{photo_id}/render"]
@@ -93,7 +93,9 @@ def test_upload_describes_the_faces_and_a_render_at_their_own_values_is_the_phot
 
 def test_a_render_is_fader_edit_bit_for_bit_and_changes_only_the_face(client, portrait, run_cli, toy_runs, tmp_path):
     out = tmp_path / "cli.png"
-    result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], "--set", "Smiling=1.7", "--set", "Eyeglasses=-0.5", "-o", out)
+    result = run_cli(
+        "edit", ASTRONAUT, "--model", toy_runs["both"], "--set", "Smiling=1.7", "--set", "Eyeglasses=-0.5", "-o", out
+    )
     assert result.exit_code == 0, result.stderr
     body = {"faces": {"0": {"Smiling": 1.7, "Eyeglasses": -0.5}}, "format": "png", "max_size": None}
     rendered = client.post(f"/api/photos/{portrait['id']}/render", json=body)
@@ -108,19 +110,37 @@ def test_a_render_is_fader_edit_bit_for_bit_and_changes_only_the_face(client, po
     assert np.array_equal(edited[weights == 0], photo.pixels[weights == 0])
     assert (edited != photo.pixels)[weights > 0].any()
     # The stateless endpoint is the same edit again.
-    edit = client.post("/api/edit", files={"file": ("astronaut.png", ASTRONAUT.read_bytes(), "image/png")},
-                       data={"set": ["Smiling=1.7", "eyeglasses=-0.5"]})
+    edit = client.post(
+        "/api/edit",
+        files={"file": ("astronaut.png", ASTRONAUT.read_bytes(), "image/png")},
+        data={"set": ["Smiling=1.7", "eyeglasses=-0.5"]},
+    )
     assert edit.status_code == 200 and edit.headers["content-type"] == "image/png"
     assert edit.content == out.read_bytes()
 
 
 def test_api_edit_shift_face_and_format_match_fader_edit(client, run_cli, toy_runs, tmp_path):
     out = tmp_path / "cli.jpg"
-    result = run_cli("edit", ASTRONAUT, "--model", toy_runs["both"], "--shift", "Smiling=0.8", "--face", "0",
-                     "--format", "jpg", "-o", out)
+    result = run_cli(
+        "edit",
+        ASTRONAUT,
+        "--model",
+        toy_runs["both"],
+        "--shift",
+        "Smiling=0.8",
+        "--face",
+        "0",
+        "--format",
+        "jpg",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
-    edit = client.post("/api/edit", files={"file": ("a.png", ASTRONAUT.read_bytes(), "image/png")},
-                       data={"shift": "Smiling=0.8", "face": "0", "format": "jpg"})
+    edit = client.post(
+        "/api/edit",
+        files={"file": ("a.png", ASTRONAUT.read_bytes(), "image/png")},
+        data={"shift": "Smiling=0.8", "face": "0", "format": "jpg"},
+    )
     assert edit.status_code == 200 and edit.headers["content-type"] == "image/jpeg"
     assert edit.content == out.read_bytes()
 
@@ -136,7 +156,9 @@ def test_previews_formats_and_sweeps(client, portrait):
     assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
     with Image.open(io.BytesIO(gif.content)) as im:
         assert im.n_frames == 4 and im.size == (64 + 4, 64 + 16)  # grids.grid_size of one cell
-    grid = client.post(f"{url}/sweep", json={"attribute": "Eyeglasses", "steps": 3, "format": "png", "max_size": 64, "range": [0, 1]})
+    grid = client.post(
+        f"{url}/sweep", json={"attribute": "Eyeglasses", "steps": 3, "format": "png", "max_size": 64, "range": [0, 1]}
+    )
     with Image.open(io.BytesIO(grid.content)) as im:
         assert im.size == (4 * 66 + 2, 64 + 16)  # the original and 3 steps
     bad = client.post(f"{url}/sweep", json={"attribute": "Smiling", "steps": 1})
@@ -160,13 +182,62 @@ PNG = ASTRONAUT.read_bytes()
     "case, files, data, status, code, words",
     [
         ("empty", {"file": ("e.png", b"", "image/png")}, {"set": "Smiling=1"}, 400, "empty_upload", "empty"),
-        ("text", {"file": ("t.png", b"just some text\n" * 20, "text/plain")}, {"set": "Smiling=1"}, 415, "not_an_image", "not an image"),
-        ("truncated", {"file": ("c.png", PNG[: len(PNG) // 3], "image/png")}, {"set": "Smiling=1"}, 422, "unreadable_image", "truncated"),
-        ("bomb", {"file": ("b.png", _bomb(), "image/png")}, {"set": "Smiling=1"}, 413, "too_many_pixels", "decompression bomb"),
-        ("no face", {"file": ("coffee.png", COFFEE.read_bytes(), "image/png")}, {"set": "Smiling=1"}, 422, "no_face", "no face found in coffee.png"),
-        ("unknown attribute", {"file": ("a.png", PNG, "image/png")}, {"set": "Smilling=1"}, 422, "unknown_attribute", "Did you mean Smiling?"),
-        ("non-finite value", {"file": ("a.png", PNG, "image/png")}, {"set": "Smiling=nan"}, 422, "bad_value", "not a finite number"),
-        ("face out of range", {"file": ("a.png", PNG, "image/png")}, {"set": "Smiling=1", "face": "3"}, 422, "no_such_face", "no face 3"),
+        (
+            "text",
+            {"file": ("t.png", b"just some text\n" * 20, "text/plain")},
+            {"set": "Smiling=1"},
+            415,
+            "not_an_image",
+            "not an image",
+        ),
+        (
+            "truncated",
+            {"file": ("c.png", PNG[: len(PNG) // 3], "image/png")},
+            {"set": "Smiling=1"},
+            422,
+            "unreadable_image",
+            "truncated",
+        ),
+        (
+            "bomb",
+            {"file": ("b.png", _bomb(), "image/png")},
+            {"set": "Smiling=1"},
+            413,
+            "too_many_pixels",
+            "decompression bomb",
+        ),
+        (
+            "no face",
+            {"file": ("coffee.png", COFFEE.read_bytes(), "image/png")},
+            {"set": "Smiling=1"},
+            422,
+            "no_face",
+            "no face found in coffee.png",
+        ),
+        (
+            "unknown attribute",
+            {"file": ("a.png", PNG, "image/png")},
+            {"set": "Smilling=1"},
+            422,
+            "unknown_attribute",
+            "Did you mean Smiling?",
+        ),
+        (
+            "non-finite value",
+            {"file": ("a.png", PNG, "image/png")},
+            {"set": "Smiling=nan"},
+            422,
+            "bad_value",
+            "not a finite number",
+        ),
+        (
+            "face out of range",
+            {"file": ("a.png", PNG, "image/png")},
+            {"set": "Smiling=1", "face": "3"},
+            422,
+            "no_such_face",
+            "no face 3",
+        ),
         ("no file", None, {"set": "Smiling=1"}, 400, "missing_file", "field 'file'"),
         ("nothing to edit", {"file": ("a.png", PNG, "image/png")}, {}, 422, "bad_value", "nothing to edit"),
     ],
@@ -181,8 +252,12 @@ def test_bad_edits_answer_their_status_and_one_line(client, case, files, data, s
 
 
 def test_bad_uploads_and_renders(client, portrait):
-    for payload, status, code in ((b"", 400, "empty_upload"), (PNG[:300], 422, "unreadable_image"),
-                                  (_bomb(), 413, "too_many_pixels"), (COFFEE.read_bytes(), 422, "no_face")):
+    for payload, status, code in (
+        (b"", 400, "empty_upload"),
+        (PNG[:300], 422, "unreadable_image"),
+        (_bomb(), 413, "too_many_pixels"),
+        (COFFEE.read_bytes(), 422, "no_face"),
+    ):
         response = client.post("/api/photos", files={"file": ("x.gif", payload, "image/gif")})
         assert (response.status_code, response.json()["code"]) == (status, code), response.text
     url = f"/api/photos/{portrait['id']}/render"
@@ -196,7 +271,9 @@ def test_bad_uploads_and_renders(client, portrait):
     ):
         response = client.post(url, json=body)
         assert (response.status_code, response.json()["code"]) == (status, code), response.text
-    infinite = client.post(url, content=b'{"faces": {"0": {"Smiling": Infinity}}}', headers={"Content-Type": "application/json"})
+    infinite = client.post(
+        url, content=b'{"faces": {"0": {"Smiling": Infinity}}}', headers={"Content-Type": "application/json"}
+    )
     assert (infinite.status_code, infinite.json()["code"]) == (422, "bad_value")
     broken = client.post(url, content=b'{"faces": ', headers={"Content-Type": "application/json"})
     assert (broken.status_code, broken.json()["code"]) == (400, "bad_json")
@@ -263,7 +340,9 @@ def test_a_token_guards_every_api_call(toy_runs):
 def test_other_hosts_are_refused_and_no_cors_by_default(client):
     rebound = client.get("/api/health", headers={"Host": "evil.example"})
     assert rebound.status_code == 400 and rebound.json()["code"] == "bad_host"
-    preflight = client.options("/api/health", headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "GET"})
+    preflight = client.options(
+        "/api/health", headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "GET"}
+    )
     assert "access-control-allow-origin" not in preflight.headers
 
 
@@ -293,7 +372,9 @@ def test_waiting_renders_are_shared_or_superseded():
             return False
 
         def ask(name, key=None, supersede=True):
-            return asyncio.create_task(queue.run("p", key or name, lambda: job(name), supersede=supersede, gone=present))
+            return asyncio.create_task(
+                queue.run("p", key or name, lambda: job(name), supersede=supersede, gone=present)
+            )
 
         first = ask("first")
         await asyncio.sleep(0)
@@ -315,8 +396,12 @@ def test_waiting_renders_are_shared_or_superseded():
 
 def test_without_models_the_registry_is_offered_and_loaded_on_first_use(toy_runs, server, register):
     server.plan.files["/smiling.safetensors"] = (toy_runs["smiling"] / "model.safetensors").read_bytes()
-    register({"smiling": {"url": server.url("/smiling.safetensors"), "attribute": "Smiling", "slider_range": [-1, 2]},
-              "broken": {"url": server.url("/missing.safetensors"), "attribute": "Young"}})
+    register(
+        {
+            "smiling": {"url": server.url("/smiling.safetensors"), "attribute": "Smiling", "slider_range": [-1, 2]},
+            "broken": {"url": server.url("/missing.safetensors"), "attribute": "Young"},
+        }
+    )
     pool = ModelPool([], device=torch.device("cpu"), threshold=None)
     with TestClient(create_app(pool, Settings(allowed_hosts=("127.0.0.1",))), base_url=HOST) as c:
         offered = c.get("/api/models").json()
@@ -336,4 +421,6 @@ def test_without_models_the_registry_is_offered_and_loaded_on_first_use(toy_runs
         assert failed.status_code == 502 and failed.json()["code"] == "download_failed"
         unknown = c.post("/api/models/nothing/load")
         assert unknown.status_code == 404 and unknown.json()["code"] == "no_such_model"
-        assert c.post(f"/api/photos/{photo.json()['id']}/render", json={"faces": {"0": {"Smiling": 1}}}).status_code == 200
+        assert (
+            c.post(f"/api/photos/{photo.json()['id']}/render", json={"faces": {"0": {"Smiling": 1}}}).status_code == 200
+        )

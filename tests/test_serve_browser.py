@@ -12,13 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, SHARED
 from PIL import Image
 
-from conftest import ROOT, SHARED
-
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 SCREENSHOT = ROOT / "screenshots" / "serve.png"  # ignored by git: for a person to look at
 
@@ -31,7 +38,10 @@ def served(toy_runs, tmp_path):
     env = dict(os.environ, FADER_HOME=str(tmp_path / "home"))
     process = subprocess.Popen(
         [sys.executable, "-m", "fadercli", "serve", "--model", str(toy_runs["smiling"]), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         url = process.stdout.readline().strip()
@@ -108,11 +118,15 @@ def test_sliding_in_a_browser(served):
 
             # What the page shows is the API's render for the page's final value, byte for byte.
             photo_id, size = page.evaluate("[state.photo.id, state.previewSize]")
-            shown = bytes(page.evaluate("""async () => {
+            shown = bytes(
+                page.evaluate("""async () => {
                 const r = await fetch(document.getElementById('photo').src);
-                return Array.from(new Uint8Array(await r.arrayBuffer())); }"""))
-            api = _post(f"{served}api/photos/{photo_id}/render",
-                        {"faces": faces, "format": "jpeg", "max_size": size, "quality": 90})
+                return Array.from(new Uint8Array(await r.arrayBuffer())); }""")
+            )
+            api = _post(
+                f"{served}api/photos/{photo_id}/render",
+                {"faces": faces, "format": "jpeg", "max_size": size, "quality": 90},
+            )
             assert shown == api
             assert page.locator("#timing").inner_text().endswith("round trip")
 

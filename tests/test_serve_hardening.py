@@ -15,14 +15,14 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import corpus
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, SHARED
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import corpus
-from conftest import ROOT, SHARED
 from fadercli.serve.app import Settings, create_app
 from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import RenderQueue
@@ -45,26 +45,32 @@ def client(toy_runs):
 
 
 def _upload(client, headers=None, data=None, name="astronaut.png"):
-    return client.post("/api/photos", files={"file": (name, data or ASTRONAUT.read_bytes(), "image/png")},
-                       headers=headers or {})
+    return client.post(
+        "/api/photos", files={"file": (name, data or ASTRONAUT.read_bytes(), "image/png")}, headers=headers or {}
+    )
 
 
 # ---------------------------------------------------------------- 2. other sites cannot drive the server
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": EVIL},
-    {"Origin": "null"},  # a sandboxed frame or a file:// page
-    {"Origin": "http://127.0.0.1:1234"},  # another local port is another site
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-    {"Origin": EVIL, "Sec-Fetch-Site": "same-origin"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": EVIL},
+        {"Origin": "null"},  # a sandboxed frame or a file:// page
+        {"Origin": "http://127.0.0.1:1234"},  # another local port is another site
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": EVIL, "Sec-Fetch-Site": "same-origin"},
+    ],
+)
 def test_state_changing_requests_from_other_sites_are_refused(client, headers):
     for response in (
         _upload(client, headers),
         client.post("/api/models/anything/load", headers=headers),
-        client.post("/api/edit", files={"file": ("a.png", ASTRONAUT.read_bytes())}, data={"set": "Smiling=1"}, headers=headers),
+        client.post(
+            "/api/edit", files={"file": ("a.png", ASTRONAUT.read_bytes())}, data={"set": "Smiling=1"}, headers=headers
+        ),
         client.delete("/api/photos/whatever", headers=headers),
         client.post("/api/photos/whatever/render", json={}, headers=headers),
     ):
@@ -115,7 +121,7 @@ def test_non_ascii_tokens_are_refused_not_crashed(toy_runs, where, given):
 
 def test_a_non_ascii_token_works_when_it_is_the_token(toy_runs):
     with _client(toy_runs["both"], token="clé-secrète-1") as c:
-        raw = "clé-secrète-1".encode("utf-8")
+        raw = "clé-secrète-1".encode()
         assert c.get("/api/health", headers={"Authorization": b"Bearer " + raw}).status_code == 200
 
 
@@ -177,8 +183,9 @@ def test_faces_per_photo_are_capped_on_the_server(toy_runs, tmp_path):
 
 @pytest.mark.parametrize("face", ["²", "٣", "-1", "1e3", "9999999999"])
 def test_odd_face_values_in_api_edit_are_one_line(client, face):
-    response = client.post("/api/edit", files={"file": ("a.png", ASTRONAUT.read_bytes())},
-                           data={"set": "Smiling=1", "face": face})
+    response = client.post(
+        "/api/edit", files={"file": ("a.png", ASTRONAUT.read_bytes())}, data={"set": "Smiling=1", "face": face}
+    )
     assert 400 <= response.status_code < 500 and "\n" not in response.json()["error"]
 
 
@@ -193,9 +200,12 @@ def test_a_32_bit_upload_is_named_by_its_upload_name(client):
 
 def test_the_corpus_through_the_api_is_only_refusals(client, tmp_path):
     for path in corpus.photo_corpus(tmp_path / "corpus"):
-        for response in (_upload(client, data=path.read_bytes() or b"\0", name=path.name),
-                         client.post("/api/edit", files={"file": (path.name, path.read_bytes() or b"\0")},
-                                     data={"set": "Smiling=1"})):
+        for response in (
+            _upload(client, data=path.read_bytes() or b"\0", name=path.name),
+            client.post(
+                "/api/edit", files={"file": (path.name, path.read_bytes() or b"\0")}, data={"set": "Smiling=1"}
+            ),
+        ):
             if response.status_code in (200, 201):  # a flipped byte that is still a fine image
                 continue
             assert 400 <= response.status_code < 500, (path.name, response.status_code, response.text)
@@ -242,9 +252,14 @@ async def _value(v):
 
 
 def _serve(args, env=None):
-    process = subprocess.Popen([sys.executable, "-m", "fadercli", "serve", "--port", "0", *map(str, args)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fadercli", "serve", "--port", "0", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     url = process.stdout.readline().strip()
     assert url.startswith("http://127.0.0.1:"), process.stderr.read()
     return process, url
@@ -262,32 +277,42 @@ def _request(url, data=None, headers=None, method=None, timeout=120):
 
 def _multipart(name: str, data: bytes, fields: dict | None = None) -> tuple[bytes, dict]:
     boundary = "faderboundary7"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in (fields or {}).items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in (fields or {}).items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), {
+        "Content-Type": f"multipart/form-data; boundary={boundary}"
+    }
 
 
 def _peak_rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def test_the_server_under_hostile_load_stays_healthy_and_bounded(toy_runs, tmp_path):
     """The corpus, cross-site requests, a real pixel bomb and 8 clients at once against one server."""
     token_file = tmp_path / "token"
     token_file.write_text("a-long-enough-token\n")
-    process, url = _serve(["--model", toy_runs["both"], "--workers", "1", "--queue", "2", "--cache-mb", "64",
-                           "--token-file", token_file])
+    process, url = _serve(
+        ["--model", toy_runs["both"], "--workers", "1", "--queue", "2", "--cache-mb", "64", "--token-file", token_file]
+    )
     auth = {"Authorization": "Bearer a-long-enough-token"}
     statuses: list[int] = []
     try:
         assert url.endswith("?token=a-long-enough-token")
         # The pixel bomb and the corpus: refusals only.
-        for name, data in [("bomb.png", corpus.png_bomb()), *((p.name, p.read_bytes()) for p in
-                                                              corpus.photo_corpus(tmp_path / "corpus"))]:
+        for name, data in [
+            ("bomb.png", corpus.png_bomb()),
+            *((p.name, p.read_bytes()) for p in corpus.photo_corpus(tmp_path / "corpus")),
+        ]:
             body, headers = _multipart(name, data or b"\0")
             status, _, answer = _request(url.split("?")[0] + "api/photos", body, headers | auth)
             statuses.append(status)
@@ -296,6 +321,7 @@ def test_the_server_under_hostile_load_stays_healthy_and_bounded(toy_runs, tmp_p
         body, headers = _multipart("a.png", ASTRONAUT.read_bytes())
         for extra in ({"Origin": EVIL}, {"Origin": EVIL, **auth}, {"Sec-Fetch-Site": "cross-site", **auth}):
             assert _request(url.split("?")[0] + "api/photos", body, headers | extra)[0] in (401, 403)
+
         # 8 clients at once, each uploading and rendering.
         def client(_):
             out = []
@@ -305,8 +331,11 @@ def test_the_server_under_hostile_load_stays_healthy_and_bounded(toy_runs, tmp_p
                 if status == 201:
                     photo = json.loads(answer)["id"]
                     render = json.dumps({"faces": {"0": {"Smiling": 1.0}}, "max_size": 128}).encode()
-                    status, head, _ = _request(f"{url.split('?')[0]}api/photos/{photo}/render", render,
-                                               {"Content-Type": "application/json"} | auth)
+                    status, head, _ = _request(
+                        f"{url.split('?')[0]}api/photos/{photo}/render",
+                        render,
+                        {"Content-Type": "application/json"} | auth,
+                    )
                     out.append((status, head.get("Retry-After")))
             return out
 
@@ -337,7 +366,9 @@ def test_shutdown_does_not_wait_for_a_stalled_download(tmp_path, server, toy_run
     )
     process, url = _serve([], env={"FADER_HOME": str(home), "FADER_DOWNLOAD_TIMEOUT": "300"})
     try:
-        loading = threading.Thread(target=_request, args=(url + "api/models/slow/load", b"", {}, "POST", 60), daemon=True)
+        loading = threading.Thread(
+            target=_request, args=(url + "api/models/slow/load", b"", {}, "POST", 60), daemon=True
+        )
         loading.start()
         assert server.plan.stalled.wait(30)
         started = time.monotonic()
@@ -355,7 +386,10 @@ def test_the_token_comes_from_the_environment_or_a_file_and_warns_on_the_command
     try:
         assert url.endswith("?token=from-the-environment")
         assert _request(url.split("?")[0] + "api/health")[0] == 401
-        assert _request(url.split("?")[0] + "api/health", headers={"Authorization": "Bearer from-the-environment"})[0] == 200
+        assert (
+            _request(url.split("?")[0] + "api/health", headers={"Authorization": "Bearer from-the-environment"})[0]
+            == 200
+        )
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=20)

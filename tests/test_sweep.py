@@ -4,13 +4,13 @@ import os
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image, ImageFilter, ImageSequence
 
-from conftest import SHARED
 from fadercli.api import Fader
 from fadercli.errors import OutputError, UsageError
-from fadercli.grids import CAPTION_H, PAD, grid_size, quantize
-from fadercli.model import AutoEncoder
+from fadercli.media.grids import CAPTION_H, PAD, grid_size, quantize
+from fadercli.net.model import AutoEncoder
 
 ASTRONAUT = SHARED / "testdata" / "astronaut.png"
 
@@ -45,8 +45,21 @@ def test_gif_has_a_frame_per_step_of_the_documented_size(run_cli, toy_runs, fade
         assert _blurred_error(Image.fromarray(frame.astype(np.uint8)), want) < 1
     assert np.abs(frames[0] - frames[-1]).mean() > 1  # the face changes from the first step to the last
     bounced = tmp_path / "bounce.gif"
-    result = run_cli("sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "--steps", "10", "-o", bounced,
-                     "--bounce", "--fps", "5")
+    result = run_cli(
+        "sweep",
+        ASTRONAUT,
+        "--model",
+        toy_runs["both"],
+        "--attr",
+        "Smiling",
+        "--steps",
+        "10",
+        "-o",
+        bounced,
+        "--bounce",
+        "--fps",
+        "5",
+    )
     assert result.exit_code == 0, result.stderr
     frames_back, info = _frames(bounced)
     assert len(frames_back) == 18 and info["duration"] == 200  # up 0..9, back down 8..1
@@ -58,8 +71,24 @@ def test_gif_frames_are_grids_of_inputs_by_attributes(run_cli, toy_runs, tmp_pat
     small = tmp_path / "small.png"
     Image.open(ASTRONAUT).resize((300, 200)).save(small)  # another shape: cells are padded to one size
     out = tmp_path / "grid.gif"
-    result = run_cli("sweep", ASTRONAUT, small, "--no-align", "--model", toy_runs["both"], "--attr", "Smiling",
-                     "--attr", "Eyeglasses", "--steps", "3", "--max-size", "96", "-o", out)
+    result = run_cli(
+        "sweep",
+        ASTRONAUT,
+        small,
+        "--no-align",
+        "--model",
+        toy_runs["both"],
+        "--attr",
+        "Smiling",
+        "--attr",
+        "Eyeglasses",
+        "--steps",
+        "3",
+        "--max-size",
+        "96",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     frames, _ = _frames(out)
     assert len(frames) == 3 and frames[0].shape == (2 * (96 + 14) + 2, 2 * (96 + 2) + 2, 3)
@@ -70,8 +99,22 @@ def test_gif_frames_are_grids_of_inputs_by_attributes(run_cli, toy_runs, tmp_pat
 
 def test_png_is_a_labelled_grid_with_the_original_first(run_cli, toy_runs, tmp_path):
     out = tmp_path / "grid.png"
-    result = run_cli("sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "--attr", "Eyeglasses",
-                     "--steps", "4", "--range", "-1:2", "-o", out)
+    result = run_cli(
+        "sweep",
+        ASTRONAUT,
+        "--model",
+        toy_runs["both"],
+        "--attr",
+        "Smiling",
+        "--attr",
+        "Eyeglasses",
+        "--steps",
+        "4",
+        "--range",
+        "-1:2",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size == grid_size(2, 5, (256, 256)) == (5 * 258 + 2, 2 * 270 + 2)
@@ -86,8 +129,21 @@ def test_png_is_a_labelled_grid_with_the_original_first(run_cli, toy_runs, tmp_p
             strip = sheet[top + 256 : top + 256 + CAPTION_H, PAD + c * 258 : PAD + c * 258 + 256]
             assert (strip.max(axis=2) < 128).sum() > 20
     crops = tmp_path / "crops.jpg"
-    result = run_cli("sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "--steps", "3", "--crop",
-                     "--max-size", "64", "-o", crops)
+    result = run_cli(
+        "sweep",
+        ASTRONAUT,
+        "--model",
+        toy_runs["both"],
+        "--attr",
+        "Smiling",
+        "--steps",
+        "3",
+        "--crop",
+        "--max-size",
+        "64",
+        "-o",
+        crops,
+    )
     assert result.exit_code == 0, result.stderr
     with Image.open(crops) as im:
         assert im.format == "JPEG" and im.size == grid_size(1, 4, (64, 64))
@@ -99,13 +155,40 @@ def test_a_sweep_encodes_each_face_once(run_cli, toy_runs, tmp_path, monkeypatch
     monkeypatch.setattr(AutoEncoder, "encode", lambda self, x: calls.append(len(x)) or encode(self, x))
     copy = tmp_path / "copy.png"
     copy.write_bytes(ASTRONAUT.read_bytes())
-    result = run_cli("sweep", ASTRONAUT, copy, "--model", toy_runs["both"], "--attr", "Smiling", "--attr", "Eyeglasses",
-                     "--steps", "12", "-o", tmp_path / "out.gif")
+    result = run_cli(
+        "sweep",
+        ASTRONAUT,
+        copy,
+        "--model",
+        toy_runs["both"],
+        "--attr",
+        "Smiling",
+        "--attr",
+        "Eyeglasses",
+        "--steps",
+        "12",
+        "-o",
+        tmp_path / "out.gif",
+    )
     assert result.exit_code == 0, result.stderr
     assert calls == [2]  # two faces, two attributes, 12 steps each: one encoder pass of both faces
     calls.clear()
-    chained = run_cli("sweep", ASTRONAUT, "-m", toy_runs["eyeglasses"], "-m", toy_runs["smiling"], "--attr", "Smiling",
-                      "--attr", "Eyeglasses", "--steps", "5", "-o", tmp_path / "chained.gif")
+    chained = run_cli(
+        "sweep",
+        ASTRONAUT,
+        "-m",
+        toy_runs["eyeglasses"],
+        "-m",
+        toy_runs["smiling"],
+        "--attr",
+        "Smiling",
+        "--attr",
+        "Eyeglasses",
+        "--steps",
+        "5",
+        "-o",
+        tmp_path / "chained.gif",
+    )
     assert chained.exit_code == 0, chained.stderr
     assert calls == [1, 1]  # one face, once through each model's encoder
 
@@ -114,7 +197,12 @@ def test_default_range_is_the_models_recommended_one(fader, toy_runs):
     assert fader.slider_range("smiling") == (-1.0, 2.0)  # what `fader train` records: 1 - 2 .. 2
     sweep = fader.sweep(ASTRONAUT, "Smiling", steps=4, crop=True, max_size=32)
     assert np.allclose(sweep.values["Smiling"], [-1, 0, 1, 2])
-    assert [sweep.label("Smiling", j) for j in range(4)] == ["Smiling -1.00", "Smiling 0.00", "Smiling 1.00", "Smiling 2.00"]
+    assert [sweep.label("Smiling", j) for j in range(4)] == [
+        "Smiling -1.00",
+        "Smiling 0.00",
+        "Smiling 1.00",
+        "Smiling 2.00",
+    ]
     fine = fader.sweep(ASTRONAUT, "Smiling", steps=101, value_range=(0, 1), crop=True, max_size=32)
     labels = [fine.label("Smiling", j) for j in range(101)]
     assert len(set(labels)) == 101 and labels[1] == "Smiling 0.010"  # neighbours always read differently

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fadercli import toyfaces
+from fadercli.train import toyfaces
 
 
 @pytest.mark.parametrize("style", list(toyfaces.STYLES))

@@ -10,12 +10,15 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT
-from fadercli import toyfaces
-from fadercli.data import prepare
-from fadercli.train import Pace, TrainConfig, lambda_schedule, load_checkpoint, lr_scale, train
-from fadercli.weights import load_model
+
+from fadercli.train import toyfaces
+from fadercli.train.config import TrainConfig
+from fadercli.train.data import prepare
+from fadercli.train.loop import Pace, lambda_schedule, lr_scale
+from fadercli.train.run import train
+from fadercli.weights.checkpoints import load_checkpoint
+from fadercli.weights.format import load_model
 
 TINY = dict(img_size=32, init_fm=8, max_fm=32, n_layers=3, hid_dim=32, batch_size=8, clf_steps=5, previews=3)
 
@@ -79,13 +82,21 @@ def test_lambda_rises_linearly_over_the_ramp():
 
 def test_a_step_counted_run_reaches_the_end_of_its_schedules_on_its_last_step():
     pace = Pace(max_steps=5, deadline=math.inf, progress=0.0, now=0.0)
-    assert [pace(step, now=step) for step in range(5)] == [(0, False), (0.25, False), (0.5, False), (0.75, False), (1, True)]
+    assert [pace(step, now=step) for step in range(5)] == [
+        (0, False),
+        (0.25, False),
+        (0.5, False),
+        (0.75, False),
+        (1, True),
+    ]
 
 
 def test_a_timed_run_completes_its_schedules_within_budget_when_its_steps_slow_down(dataset, tmp_path):
     """The speed of the first steps would promise far more steps than the run gets once they slow
     down; the schedules follow the time used, so the run still ends on their last values."""
-    config = TrainConfig(**TINY, max_minutes=0.4, lr=1e-3, lr_schedule="cosine", lr_final=0.05, lambda_lat_dis=0.01, lambda_clf=0)
+    config = TrainConfig(
+        **TINY, max_minutes=0.4, lr=1e-3, lr_schedule="cosine", lr_final=0.05, lambda_lat_dis=0.01, lambda_clf=0
+    )
     times = []
 
     def slow_down(step, metrics):
@@ -94,8 +105,16 @@ def test_a_timed_run_completes_its_schedules_within_budget_when_its_steps_slow_d
             time.sleep(5 * (times[19] - times[4]) / 15)
 
     started = time.monotonic()
-    result = train(dataset, config, tmp_path / "run", device=torch.device("cpu"), show_progress=False,
-                   log=lambda m: None, on_step=slow_down, started=started)
+    result = train(
+        dataset,
+        config,
+        tmp_path / "run",
+        device=torch.device("cpu"),
+        show_progress=False,
+        log=lambda m: None,
+        on_step=slow_down,
+        started=started,
+    )
     assert time.monotonic() - started <= 0.4 * 60
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "lr" in r]
@@ -115,10 +134,18 @@ def test_a_timed_run_spends_its_time_training_the_autoencoder(toy_data, tmp_path
     the rest: at least 85% of a timed run's wall time goes to autoencoder steps, and it ends on time."""
     started = time.monotonic()
     dataset = prepare(toy_data, img_size=32, cache_root=tmp_path / "cache", val_fraction=0.2)
-    config = TrainConfig(**{**TINY, "clf_steps": 100_000}, max_minutes=0.5, clf_budget=0.08, lambda_clf=0.02,
-                         lambda_lat_dis=0.01)
-    result = train(dataset, config, tmp_path / "run", device=torch.device("cpu"), show_progress=False,
-                   log=lambda m: None, started=started)
+    config = TrainConfig(
+        **{**TINY, "clf_steps": 100_000}, max_minutes=0.5, clf_budget=0.08, lambda_clf=0.02, lambda_lat_dis=0.01
+    )
+    result = train(
+        dataset,
+        config,
+        tmp_path / "run",
+        device=torch.device("cpu"),
+        show_progress=False,
+        log=lambda m: None,
+        started=started,
+    )
     wall = time.monotonic() - started
     assert wall <= 30 + 1 and result.metrics["progress"] == 1
     assert result.metrics["seconds"] >= 0.85 * wall, (result.metrics["seconds"], wall)
@@ -149,7 +176,6 @@ def test_resume_after_ctrl_c_matches_an_uninterrupted_run(dataset, tmp_path):
     assert resumed.metrics["swap_accuracy"] == straight
 
 
-
 def test_a_checkpoint_from_before_progress_resumes_where_its_step_horizon_put_it(dataset, tmp_path):
     """Checkpoints of earlier versions kept the step horizon their schedules were laid over."""
     quiet = dict(device=torch.device("cpu"), show_progress=False, log=lambda m: None)
@@ -160,8 +186,13 @@ def test_a_checkpoint_from_before_progress_resumes_where_its_step_horizon_put_it
     del state["progress"]
     state["horizon"] = 6
     torch.save(state, path)
-    resumed = train(dataset, TrainConfig(**{**TINY, "max_steps": 6, "lambda_clf": 0, "lambda_lat_dis": 0.01}),
-                    tmp_path / "run", resume=True, **quiet)
+    resumed = train(
+        dataset,
+        TrainConfig(**{**TINY, "max_steps": 6, "lambda_clf": 0, "lambda_lat_dis": 0.01}),
+        tmp_path / "run",
+        resume=True,
+        **quiet,
+    )
     assert resumed.step == 6
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["progress"] for r in records if "lr" in r][-1] == 1
@@ -170,8 +201,29 @@ def test_a_checkpoint_from_before_progress_resumes_where_its_step_horizon_put_it
 def test_cli_train_eval_and_refusals(toy_data, tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv("FADER_HOME", str(tmp_path / "home"))
     run = tmp_path / "run"
-    args = ["train", toy_data, "--img-size", "32", "--max-steps", "4", "--batch-size", "8", "--init-fm", "8",
-            "--max-fm", "32", "--n-layers", "3", "--clf-steps", "5", "--out", run, "--device", "cpu", "--no-align"]
+    args = [
+        "train",
+        toy_data,
+        "--img-size",
+        "32",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--init-fm",
+        "8",
+        "--max-fm",
+        "32",
+        "--n-layers",
+        "3",
+        "--clf-steps",
+        "5",
+        "--out",
+        run,
+        "--device",
+        "cpu",
+        "--no-align",
+    ]
     result = run_cli(*args, "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
     scores = json.loads(result.stdout)
@@ -208,11 +260,42 @@ def test_torchrun_two_processes_on_cpu_write_one_model(toy_data, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "FADER_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fadercli",
-         "train", str(toy_data), "--img-size", "32", "--max-steps", "3", "--batch-size", "8", "--init-fm", "8",
-         "--max-fm", "32", "--n-layers", "3", "--clf-steps", "3", "--out", str(run), "--device", "cpu", "--json",
-         "--no-align"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "fadercli",
+            "train",
+            str(toy_data),
+            "--img-size",
+            "32",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--init-fm",
+            "8",
+            "--max-fm",
+            "32",
+            "--n-layers",
+            "3",
+            "--clf-steps",
+            "3",
+            "--out",
+            str(run),
+            "--device",
+            "cpu",
+            "--json",
+            "--no-align",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_model(run / "model.safetensors").training["steps"] == 3
@@ -228,7 +311,10 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
     for n in (200, 2000):
         result = subprocess.run(
             [sys.executable, str(ROOT / "benchmarks" / "rss_probe.py"), str(n), str(tmp_path / str(n))],
-            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr[-2000:]
         peaks[n] = int(result.stdout.split()[-1])  # KiB
@@ -237,12 +323,14 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
 
 
 def test_swap_figures_carry_warnings_when_the_classifier_or_the_sample_is_weak():
-    from fadercli.evaluate import warnings
+    from fadercli.train.evaluate import warnings
 
     def result(accuracy, faces):
-        return {"classifier_accuracy": {"Eyeglasses": accuracy},
-                "swap_accuracy": {"Eyeglasses": {"adding": 1.0, "removing": 0.9}},
-                "swap_faces": {"Eyeglasses": {"adding": faces, "removing": faces}}}
+        return {
+            "classifier_accuracy": {"Eyeglasses": accuracy},
+            "swap_accuracy": {"Eyeglasses": {"adding": 1.0, "removing": 0.9}},
+            "swap_faces": {"Eyeglasses": {"adding": faces, "removing": faces}},
+        }
 
     assert warnings(result(0.99, 200)) == []
     (line,) = warnings(result(0.957, 200))

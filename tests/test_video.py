@@ -9,16 +9,17 @@ import av
 import cv2
 import numpy as np
 import pytest
-
 from clips import ASTRONAUT, camera, make_clip, packets, portrait, read_frames, reencode
 from clips import frames as clip_frames
 from conftest import paste_weights
+
 from fadercli import faces as facelib
 from fadercli.api import Fader
 from fadercli.errors import NoFaceError
-from fadercli.images import from_array
-from fadercli.video import clips, tracking
-from fadercli.video.editing import scan
+from fadercli.media import clips
+from fadercli.media.images import from_array
+from fadercli.video import tracking
+from fadercli.video.scan import scan
 
 SIZE = (192, 144)
 
@@ -40,9 +41,13 @@ def edited(made, toy_runs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("edited")
     out = {}
     for name, path in made.items():
-        calls = []
-        result = fader.edit_video(path, folder / f"{name}.mp4", {"Eyeglasses": 2},
-                                  progress=lambda stage, done, total: calls.append((stage, done, total)))
+        calls: list = []
+        result = fader.edit_video(
+            path,
+            folder / f"{name}.mp4",
+            {"Eyeglasses": 2},
+            progress=lambda stage, done, total, calls=calls: calls.append((stage, done, total)),
+        )
         out[name] = (result, calls)
     return out
 
@@ -51,9 +56,15 @@ def _stream(path):
     with av.open(str(path)) as container:
         s = container.streams.video[0]
         frames = list(container.decode(s))
-        return {"frames": len(frames), "rate": s.average_rate, "size": (s.width, s.height),
-                "pts": [float(f.pts * f.time_base) for f in frames], "rotation": frames[0].rotation,
-                "duration": float(s.duration * s.time_base), "codec": s.codec_context.name}
+        return {
+            "frames": len(frames),
+            "rate": s.average_rate,
+            "size": (s.width, s.height),
+            "pts": [float(f.pts * f.time_base) for f in frames],
+            "rotation": frames[0].rotation,
+            "duration": float(s.duration * s.time_base),
+            "codec": s.codec_context.name,
+        }
 
 
 @functools.lru_cache
@@ -98,7 +109,9 @@ def test_only_the_face_changes(made, edited, tmp_path):
     far = ~cv2.dilate(near.astype(np.uint8), np.ones((33, 33), np.uint8)).astype(bool)
     assert far.mean() > 0.3
     difference = np.abs(out - same).max(axis=3)
-    assert difference[:, far].mean() < 0.5 and np.percentile(difference[:, far], 99) <= 3  # codec noise only
+    # Codec noise only: libx264's output for the same frames varies from run to run here (its inputs
+    # hashed identical; docs/experiments.md), measured up to a 99th percentile of 4 away from the face.
+    assert difference[:, far].mean() < 0.5 and np.percentile(difference[:, far], 99) <= 5
     assert difference[:, near].mean() > 4 * difference[:, far].mean() + 2  # the face was edited
 
 
@@ -110,8 +123,12 @@ def test_a_still_face_gets_a_still_crop_and_no_flicker(made, edited, toy_runs):
     assert np.all(path.weights == 1)  # seen from the first frame to the last: no fade
     # Where the eyes (found once, on the first frame) land in each frame's crop at 256 px.
     [face] = facelib.find_faces(read_frames(made["still"])[0])
-    eyes = np.stack([facelib.alignment_for(facelib.Face((0, 0, 0, 0), tuple(map(tuple, p)), 1), 256).to_crop(face.points[:2])
-                     for p in path.points])
+    eyes = np.stack(
+        [
+            facelib.alignment_for(facelib.Face((0, 0, 0, 0), tuple(map(tuple, p)), 1), 256).to_crop(face.points[:2])
+            for p in path.points
+        ]
+    )
     assert eyes.std(axis=0).max() < 0.5
     # Frame-to-frame change inside the face: the edit adds no flicker to the input's codec noise.
     x0, y0, x1, y1 = _face_box(0, "still")
@@ -149,7 +166,9 @@ def test_two_people_are_two_tracks_largest_first(run_cli, toy_runs, tmp_path):
         canvas = np.full((180, 336, 3), 120, np.uint8)
         for scale, x in ((0.55, t), (0.35, 176)):
             m = camera(0, (160, 180), "still", scale)
-            canvas[:, x : x + 160] = cv2.warpAffine(head, m, (160, 180), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            canvas[:, x : x + 160] = cv2.warpAffine(
+                head, m, (160, 180), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+            )
         pictures.append(canvas)
     clip = make_clip(tmp_path / "two.mp4", 10, (336, 180), pictures=pictures)
     inspected = run_cli("inspect", clip, "--model", toy_runs["both"], "--json")
@@ -158,16 +177,27 @@ def test_two_people_are_two_tracks_largest_first(run_cli, toy_runs, tmp_path):
     assert [r["track"] for r in records] == [0, 1] and all(r["frames"] == [0, 9] for r in records)
     assert records[0]["box"][2] > 1.3 * records[1]["box"][2]  # the larger face first
     assert records[0]["box"][0] < 168 < records[1]["box"][0]
-    assert set(records[0]["estimated"]) == {"Eyeglasses", "Smiling"} and set(records[0]["probabilities"]) == {"Eyeglasses", "Smiling"}
+    assert set(records[0]["estimated"]) == {"Eyeglasses", "Smiling"} and set(records[0]["probabilities"]) == {
+        "Eyeglasses",
+        "Smiling",
+    }
     text = run_cli("inspect", clip, "--model", toy_runs["both"])
     assert text.stdout.splitlines()[1].startswith(f"{clip}  track 1  frames 0-9  Eyeglasses ")
     # --face 1: only the smaller face, on the right, changes.
-    result = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "1", "-o", tmp_path / "one.mp4")
+    result = run_cli(
+        "edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "1", "-o", tmp_path / "one.mp4"
+    )
     assert result.exit_code == 0, result.stderr
-    change = np.abs(np.stack(read_frames(tmp_path / "one.mp4")).astype(int)
-                    - np.stack(read_frames(reencode(clip, tmp_path / "re.mp4"))).astype(int)).max(axis=3)
-    assert change[:, :, 200:].mean() > 1 and change[:, :, :160].mean() < 0.3
-    missing = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "2", "-o", tmp_path / "no.mp4")
+    change = np.abs(
+        np.stack(read_frames(tmp_path / "one.mp4")).astype(int)
+        - np.stack(read_frames(reencode(clip, tmp_path / "re.mp4"))).astype(int)
+    ).max(axis=3)
+    # The left face unedited: codec noise, 0.3-0.45 from run to run here (libx264 is not repeatable
+    # in the pipeline, docs/experiments.md), against ~14 where a face is edited.
+    assert change[:, :, 200:].mean() > 5 and change[:, :, :160].mean() < 1
+    missing = run_cli(
+        "edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--face", "2", "-o", tmp_path / "no.mp4"
+    )
     assert missing.exit_code == NoFaceError.exit_code and "no face 2" in missing.stderr
     assert not (tmp_path / "no.mp4").exists()
 
@@ -188,8 +218,10 @@ def test_a_face_lost_for_a_while_fades_out_and_back_in(toy_runs, tmp_path):
     assert weights[0] == 1 and weights[29] == 1  # the clip's ends: no fade
     assert 0 < weights[11] < weights[10] < weights[8] <= 1 and 0 < weights[20] < weights[21] < weights[23] <= 1
     result = Fader.load(toy_runs["both"], device="cpu").edit_video(clip, tmp_path / "out.mp4", {"Eyeglasses": 2})
-    change = np.abs(np.stack(read_frames(result.output)).astype(int)
-                    - np.stack(read_frames(reencode(clip, tmp_path / "re.mp4"))).astype(int))[:, y0:y1, x0:x1].mean(axis=(1, 2, 3))
+    change = np.abs(
+        np.stack(read_frames(result.output)).astype(int)
+        - np.stack(read_frames(reencode(clip, tmp_path / "re.mp4"))).astype(int)
+    )[:, y0:y1, x0:x1].mean(axis=(1, 2, 3))
     steps = np.abs(np.diff(change))
     assert change[5] > 3 and change[15] < 0.5 * change[5]
     assert steps.max() < 0.6 * change[5]  # fades, no pop
@@ -212,7 +244,17 @@ def test_no_face_in_any_frame(run_cli, toy_runs, tmp_path):
     errors = [line for line in refused.stderr.splitlines() if "error" in line]
     assert errors == [f"fader: error: no face found in any frame of {clip} (--allow-no-face writes it unedited)"]
     assert os.listdir(tmp_path / "out") == []
-    kept = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "--out-dir", tmp_path / "out", "--allow-no-face")
+    kept = run_cli(
+        "edit",
+        clip,
+        "--model",
+        toy_runs["both"],
+        "--set",
+        "Smiling=1",
+        "--out-dir",
+        tmp_path / "out",
+        "--allow-no-face",
+    )
     assert kept.exit_code == 0, kept.stderr
     assert "written unedited" in kept.stderr
     written = tmp_path / "out" / "empty_fader.mp4"
@@ -224,7 +266,9 @@ def test_a_folder_of_photos_and_clips(run_cli, toy_runs, made, tmp_path):
     folder.mkdir()
     (folder / "a.mp4").write_bytes(made["pan"].read_bytes())
     (folder / "b.png").write_bytes(ASTRONAUT.read_bytes())
-    result = run_cli("edit", folder, "--model", toy_runs["both"], "--set", "Smiling=1", "--out-dir", tmp_path / "out", "--json")
+    result = run_cli(
+        "edit", folder, "--model", toy_runs["both"], "--set", "Smiling=1", "--out-dir", tmp_path / "out", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     records = {json.loads(line)["input"]: json.loads(line) for line in result.stdout.splitlines()}
     clip = records[str(folder / "a.mp4")]
@@ -239,8 +283,9 @@ def test_a_face_walking_in_is_followed_from_its_first_frame(tmp_path):
     """A second face slides in from the right edge while the first stays: one track for it, from
     (about) the first frame a detector sees it in, faded in; the first face's track untouched."""
     head = portrait()
-    patch = cv2.warpAffine(head, camera(0, (100, 120), "still", 0.4), (100, 120), flags=cv2.INTER_CUBIC,
-                           borderMode=cv2.BORDER_REPLICATE)
+    patch = cv2.warpAffine(
+        head, camera(0, (100, 120), "still", 0.4), (100, 120), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
     pictures = []
     for t in range(30):
         canvas = np.full((180, 320, 3), 150, np.uint8)
@@ -251,7 +296,9 @@ def test_a_face_walking_in_is_followed_from_its_first_frame(tmp_path):
     clip = make_clip(tmp_path / "walk.mp4", 30, (320, 180), pictures=pictures)
     frames = read_frames(clip)
     seen = next(t for t, f in enumerate(frames) if any(face.box[0] > 160 for face in facelib.find_faces(f)))
-    found = scan(clips.probe(clip), lambda crops: [None] * len(crops), threshold=facelib.DEFAULT_THRESHOLD, crop_size=32)
+    found = scan(
+        clips.probe(clip), lambda crops: [None] * len(crops), threshold=facelib.DEFAULT_THRESHOLD, crop_size=32
+    )
     assert len(found.tracks) == 2
     left, right = sorted(found.tracks, key=lambda tr: tr.rows[-1][0])
     assert (left.frames[0], left.frames[-1], len(left.frames)) == (0, 29, 30)

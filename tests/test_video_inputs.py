@@ -7,11 +7,11 @@ import os
 import av
 import numpy as np
 import pytest
-
 from clips import ASTRONAUT, make_clip, packets, read_frames
+
 from fadercli.errors import InputError, NoFaceError, UsageError
-from fadercli.grids import grid_size
-from fadercli.video import clips
+from fadercli.media import clips, encoder
+from fadercli.media.grids import grid_size
 
 SIZE = (192, 144)
 
@@ -20,9 +20,14 @@ def _video(path):
     with av.open(str(path)) as container:
         s = container.streams.video[0]
         frames = list(container.decode(s))
-        return {"frames": len(frames), "size": (frames[0].width, frames[0].height), "rotation": frames[0].rotation,
-                "codec": s.codec_context.name, "rate": s.average_rate,
-                "end": float(frames[-1].pts * frames[-1].time_base) + 1 / float(s.average_rate)}
+        return {
+            "frames": len(frames),
+            "size": (frames[0].width, frames[0].height),
+            "rotation": frames[0].rotation,
+            "codec": s.codec_context.name,
+            "rate": s.average_rate,
+            "end": float(frames[-1].pts * frames[-1].time_base) + 1 / float(s.average_rate),
+        }
 
 
 def _times(path):
@@ -84,7 +89,20 @@ def test_odd_sizes(run_cli, toy_runs, tmp_path, suffix, size):
 def test_webm_takes_opus_and_refuses_aac_which_is_never_reencoded(run_cli, toy_runs, tmp_path):
     webm = make_clip(tmp_path / "talk.webm", 6, SIZE, audio=True, codec="libvpx-vp9")
     out = tmp_path / "out.webm"
-    result = run_cli("edit", webm, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", out, "--crf", "40", "--preset", "ultrafast")
+    result = run_cli(
+        "edit",
+        webm,
+        "--model",
+        toy_runs["both"],
+        "--set",
+        "Smiling=1",
+        "-o",
+        out,
+        "--crf",
+        "40",
+        "--preset",
+        "ultrafast",
+    )
     assert result.exit_code == 0, result.stderr
     assert _video(out)["codec"] == "vp9" and packets(out, "audio") == packets(webm, "audio")
     mp4 = make_clip(tmp_path / "talk.mp4", 6, SIZE, audio=True)
@@ -108,7 +126,9 @@ def test_subtitles_are_copied_where_the_container_holds_them(run_cli, toy_runs, 
     dropped = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", tmp_path / "out.mp4")
     assert dropped.exit_code == 0, dropped.stderr
     assert f".mp4 cannot hold the srt subtitles of {clip}: left out (.mkv keeps them)" in dropped.stderr
-    assert packets(tmp_path / "out.mp4", "subtitle") == [] and packets(tmp_path / "out.mp4", "audio") == packets(clip, "audio")
+    assert packets(tmp_path / "out.mp4", "subtitle") == [] and packets(tmp_path / "out.mp4", "audio") == packets(
+        clip, "audio"
+    )
 
 
 @pytest.mark.parametrize("suffix", [".mkv", ".mov"])
@@ -120,7 +140,9 @@ def test_every_timestamp_is_kept(run_cli, toy_runs, tmp_path, suffix):
     result = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", "-o", out)
     assert result.exit_code == 0, result.stderr
     # Not shifted, in Matroska either (by default its muxer moves all streams by the priming).
-    assert {k: np.round(v, 3).tolist() for k, v in _times(out).items()} == {k: np.round(v, 3).tolist() for k, v in times.items()}
+    assert {k: np.round(v, 3).tolist() for k, v in _times(out).items()} == {
+        k: np.round(v, 3).tolist() for k, v in times.items()
+    }
 
 
 def _truncated(tmp_path):
@@ -160,7 +182,11 @@ def _not_a_video(tmp_path):
     "make, code, message",
     [
         (_truncated, InputError.exit_code, "of 24 frames decode (--partial edits those)"),
-        (_unknown_codec, InputError.exit_code, "odd.mp4: its video codec is unknown to FFmpeg, so it cannot be decoded"),
+        (
+            _unknown_codec,
+            InputError.exit_code,
+            "odd.mp4: its video codec is unknown to FFmpeg, so it cannot be decoded",
+        ),
         (_audio_only, InputError.exit_code, "song.mp4: no video stream (audio only)"),
         (_not_a_video, InputError.exit_code, "notes.mp4: not a video, or a container that cannot be read"),
     ],
@@ -219,7 +245,9 @@ def test_inspect_a_clip_without_faces(run_cli, toy_runs, tmp_path):
 )
 def test_sweeps_as_video(run_cli, toy_runs, tmp_path, suffix, args, frames, seconds):
     out = tmp_path / f"sweep{suffix}"
-    result = run_cli("sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "-o", out, "--max-size", "96", *args)
+    result = run_cli(
+        "sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "-o", out, "--max-size", "96", *args
+    )
     assert result.exit_code == 0, result.stderr
     assert f"{frames} frames" in result.stderr
     video = _video(out)
@@ -232,9 +260,13 @@ def test_sweeps_as_video(run_cli, toy_runs, tmp_path, suffix, args, frames, seco
 
 
 def test_sweep_video_refusals(run_cli, toy_runs, tmp_path):
-    grid = run_cli("sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "-o", tmp_path / "g.png", "--seconds", "2")
+    grid = run_cli(
+        "sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "-o", tmp_path / "g.png", "--seconds", "2"
+    )
     assert grid.exit_code == UsageError.exit_code and "--seconds is for animations" in grid.stderr
-    fast = run_cli("sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "-o", tmp_path / "s.mp4", "--fps", "200")
+    fast = run_cli(
+        "sweep", ASTRONAUT, "--model", toy_runs["both"], "--attr", "Smiling", "-o", tmp_path / "s.mp4", "--fps", "200"
+    )
     assert fast.exit_code == UsageError.exit_code and "at most 120" in fast.stderr
     assert os.listdir(tmp_path) == []
 
@@ -251,7 +283,7 @@ def test_merge_keeps_every_untouched_pixel_as_decoded(tmp_path):
     before = clips.rgb(frame)
     after = before.copy()
     after[41:60, 71:90] = (255, 0, 0)  # a red square on odd edges: the chroma samples it half covers change too
-    clips.merge(yuv, before, after, info)
+    encoder.merge(yuv, before, after, info)
     changed = [p != k for p, k in zip(yuv, kept)]
     square = np.zeros_like(changed[0])
     square[41:60, 71:90] = True
@@ -268,10 +300,15 @@ def test_merge_keeps_every_untouched_pixel_as_decoded(tmp_path):
     assert np.abs(red - (255, 0, 0)).max() < 12
 
 
-@pytest.mark.parametrize(("size", "layout", "colour"), [
-    ((640, 360), "yuv420p", (2, 0)), ((322, 182), "yuv420p", (1, 1)), ((202, 98), "yuvj420p", (1, 2)),
-    ((161, 121), "yuv420p", (5, 1)),  # odd sides: converted whole
-])
+@pytest.mark.parametrize(
+    ("size", "layout", "colour"),
+    [
+        ((640, 360), "yuv420p", (2, 0)),
+        ((322, 182), "yuv420p", (1, 1)),
+        ((202, 98), "yuvj420p", (1, 2)),
+        ((161, 121), "yuv420p", (5, 1)),  # odd sides: converted whole
+    ],
+)
 def test_a_region_converts_to_rgb_as_it_does_in_the_whole_frame(size, layout, colour):
     rng = np.random.default_rng(0)
     frame = av.VideoFrame(*size, layout)
@@ -299,7 +336,9 @@ def test_boxes_of_the_displayed_picture_map_to_the_stored_frame(rotation):
 def test_no_align_edits_the_centre_square_of_every_frame(run_cli, toy_runs, tmp_path):
     clip = make_clip(tmp_path / "wide.mp4", 6, (240, 144))
     out = tmp_path / "out.mp4"
-    result = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--no-align", "-o", out, "--json")
+    result = run_cli(
+        "edit", clip, "--model", toy_runs["both"], "--set", "Eyeglasses=2", "--no-align", "-o", out, "--json"
+    )
     assert result.exit_code == 0, result.stderr
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["tracks"][0]["frames"] == [0, 5] and record["tracks"][0]["box"] == [48, 0, 144, 144]

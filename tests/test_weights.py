@@ -3,12 +3,12 @@ import os
 
 import pytest
 import torch
+from release_layout import randomise
 from safetensors.torch import save_file
 
 from fadercli.errors import ModelError
-from fadercli.model import AutoEncoder, Classifier, ClassifierConfig, FaderConfig
-from fadercli.weights import load_model, save_model
-from release_layout import randomise
+from fadercli.net.model import AutoEncoder, Classifier, ClassifierConfig, FaderConfig
+from fadercli.weights.format import load_model, save_model
 
 SMALL = FaderConfig((("Smiling", 2), ("Hair", 3)), img_size=32, init_fm=8, max_fm=32, n_layers=3, n_skip=1)
 

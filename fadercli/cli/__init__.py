@@ -57,8 +57,12 @@ class _ErrorBoundary(TyperGroup):
 def _usage_error(e: Exception):
     """Typer's usage errors (a bad option value, an unknown command or option) as one line and exit 2,
     like every other error, instead of a usage block; anything else as it was."""
-    if (debug_enabled() or getattr(e, "exit_code", None) != UsageError.exit_code or not hasattr(e, "format_message")
-            or type(e).__name__ == "NoArgsIsHelpError"):  # a bare `fader models`: its help, as asked
+    if (
+        debug_enabled()
+        or getattr(e, "exit_code", None) != UsageError.exit_code
+        or not hasattr(e, "format_message")
+        or type(e).__name__ == "NoArgsIsHelpError"
+    ):  # a bare `fader models`: its help, as asked
         raise e
     where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "fader"
     typer.echo(f"fader: error: {one_line(e.format_message())} (see {where} --help)", err=True)

@@ -37,8 +37,10 @@ def align(
     Images without a face are reported on stderr and skipped; the exit code is the first failure's (4: no face).
     """
     from fadercli import faces as facelib
-    from fadercli.images import expand_inputs, from_array, read_image, save_image, to_uint8
     from fadercli.limits import Limits
+    from fadercli.media.formats import expand_inputs
+    from fadercli.media.images import from_array, read_image, to_uint8
+    from fadercli.media.writing import save_image
 
     if not 16 <= size <= 4096:
         raise UsageError(f"--size must be from 16 to 4096 pixels, got {size}")

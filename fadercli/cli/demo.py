@@ -10,28 +10,37 @@ import typer
 
 
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the toy data, the run, sweep.gif and summary.json.")] = Path("fader-demo"),
+    out: Annotated[Path, typer.Option(help="Folder for the toy data, the run, sweep.gif and summary.json.")] = Path(
+        "fader-demo"
+    ),
     minutes: Annotated[float, typer.Option(help="Wall-time budget, data generation included.")] = 4.0,
     faces: Annotated[int, typer.Option(help="Toy faces to generate.")] = 4000,
     img_size: Annotated[int, typer.Option(help="Resolution: 32 is quick on a CPU, 64 looks better.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed for faces and training.")] = 0,
-    style: Annotated[str, typer.Option(help="Toy face style: plain (one drawing convention, learnt in minutes), clean, mixed, thin or heldout.")] = "plain",
+    style: Annotated[
+        str,
+        typer.Option(
+            help="Toy face style: plain (one drawing convention, learnt in minutes), clean, mixed, thin or heldout."
+        ),
+    ] = "plain",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")] = False,
 ) -> None:
     """Try the method with no download: generate toy faces, train for about 4 minutes on a CPU (2 cores), and write a slider sweep GIF and the scores."""
-    from fadercli import toyfaces
     from fadercli.demo import run_demo
     from fadercli.errors import UsageError
+    from fadercli.train import toyfaces
 
     if style not in toyfaces.STYLES:
         raise UsageError(f"--style must be one of {', '.join(toyfaces.STYLES)}")
-    summary = run_demo(out, minutes=minutes, faces=faces, img_size=img_size, seed=seed, device_name=device, quiet=quiet, style=style)
+    summary = run_demo(
+        out, minutes=minutes, faces=faces, img_size=img_size, seed=seed, device_name=device, quiet=quiet, style=style
+    )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    from fadercli.evaluate import summary_lines
+    from fadercli.train.evaluate import summary_lines
 
     typer.echo(f"sweep: {summary['sweep']}\nmodel: {summary['model']}\nseconds: {summary['seconds']}")
     for line in summary_lines(summary):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -14,23 +15,31 @@ from fadercli import say
 from fadercli.cli.shared import Device, Face, Failures, Json, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
 from fadercli.errors import FaderError, InputError, OutputError, UsageError
 
-Inputs = Annotated[list[str], typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.")]
-Media = Annotated[
-    list[str], typer.Argument(help="Image and video files, folders (the images and clips in them, sorted) or glob patterns.")
+Inputs = Annotated[
+    list[str], typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.")
 ]
-Partial = Annotated[bool, typer.Option("--partial", help="Clips: a truncated clip gives the frames that decode (else it is refused).")]
+Media = Annotated[
+    list[str],
+    typer.Argument(help="Image and video files, folders (the images and clips in them, sorted) or glob patterns."),
+]
+Partial = Annotated[
+    bool, typer.Option("--partial", help="Clips: a truncated clip gives the frames that decode (else it is refused).")
+]
 
 
 def edit(
     inputs: Media,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", help="NAME=VALUE: 0 without, 1 with, beyond exaggerates (repeatable).", show_default=False),
+        typer.Option(
+            "--set", help="NAME=VALUE: 0 without, 1 with, beyond exaggerates (repeatable).", show_default=False
+        ),
     ] = None,
     shift: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--shift", help="NAME=DELTA: move from the value the model estimates for each face, e.g. Smiling=+0.5 (repeatable).",
+            "--shift",
+            help="NAME=DELTA: move from the value the model estimates for each face, e.g. Smiling=+0.5 (repeatable).",
             show_default=False,
         ),
     ] = None,
@@ -51,15 +60,22 @@ def edit(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per pass through the model.")] = 16,
     crf: Annotated[
         Optional[int],
-        typer.Option("--crf", help="Clips: constant quality, lower is better (H.264 0-51, default 18; VP9 0-63, default 30).",
-                     show_default=False),
+        typer.Option(
+            "--crf",
+            help="Clips: constant quality, lower is better (H.264 0-51, default 18; VP9 0-63, default 30).",
+            show_default=False,
+        ),
     ] = None,
     preset: Annotated[
-        str, typer.Option("--preset", help="Clips: H.264's speed/size trade-off, ultrafast .. veryslow (VP9: its speed).")
+        str,
+        typer.Option("--preset", help="Clips: H.264's speed/size trade-off, ultrafast .. veryslow (VP9: its speed)."),
     ] = "medium",
     partial: Partial = False,
     allow_no_face: Annotated[
-        bool, typer.Option("--allow-no-face", help="Clips: write a clip in which no face is found, unedited (else exit code 4).")
+        bool,
+        typer.Option(
+            "--allow-no-face", help="Clips: write a clip in which no face is found, unedited (else exit code 4)."
+        ),
     ] = False,
     max_megapixels: MaxMegapixels = None,
     max_faces: MaxFaces = None,
@@ -71,20 +87,14 @@ def edit(
     Outputs keep the input's size, mode and format; existing files are kept unless --force, inputs unless --in-place. Clips (mp4, mov, mkv, webm, avi, ...) keep their frame rate, timestamps, rotation, audio and subtitles (copied); the picture is H.264 (VP9 in .webm). Inputs that fail (no face, unreadable) are reported and skipped; the exit code is then the first failure's.
     """
     from fadercli.api import Fader
+    from fadercli.attributes import edit_values
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
-    from fadercli.images import expand_inputs, output_format, save_image
     from fadercli.limits import Limits
-    from fadercli.progress import progress_bar
-    from fadercli.video import is_video
+    from fadercli.media.formats import expand_inputs, is_video, output_format
 
     limits = Limits.of(max_megapixels, max_faces)
-    values, shifts = _assignments(set_, "--set"), _assignments(shift, "--shift")
-    if not values and not shifts:
-        raise UsageError("nothing to edit: give --set NAME=VALUE or --shift NAME=DELTA")
-    both = {k.lower() for k in values} & {k.lower() for k in shifts}
-    if both:
-        raise UsageError(f"{sorted(both)[0]} is both set and shifted: give one")
+    values, shifts = edit_values(set_, shift)
     choice = parse_face_choice(face)
     file_format, extension = output_format(fmt) if fmt else (None, None)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
@@ -94,14 +104,19 @@ def edit(
     photos = [p for p in paths if not is_video(p)]
     targets = _targets(paths, output, out_dir, in_place, extension, force, clips=set(clips))
     if clips:
-        from fadercli.video.clips import check_settings, muxer_for
+        from fadercli.media.encoder import check_settings, muxer_for
 
         for clip in clips:
             check_settings(muxer_for(targets[clip]), crf, preset)
 
     fader = Fader.load(
-        model or None, attributes=[*values, *shifts], device=device, batch_size=batch_size, threshold=threshold,
-        quiet=quiet, limits=limits,
+        model or None,
+        attributes=[*values, *shifts],
+        device=device,
+        batch_size=batch_size,
+        threshold=threshold,
+        quiet=quiet,
+        limits=limits,
     )
     fader.plan(values, shifts)  # names and values checked before any work
     requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
@@ -111,15 +126,48 @@ def edit(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     failures = Failures()
+    options = _Edit(fader, values, shifts, choice, not no_align, requested, as_json, quiet, failures)
+    written = _edit_photos(options, photos, targets, file_format)
+    written += _edit_clips(
+        options, clips, targets, crf=crf, preset=preset, partial=partial, allow_no_face=allow_no_face
+    )
+    if len(paths) > 1 and not quiet:
+        say(f"{written} of {len(paths)} {'input(s)' if clips else 'image(s)'} edited")
+    failures.exit()
+
+
+@dataclass
+class _Edit:
+    """What `fader edit` does to every input, and how it reports."""
+
+    fader: Any
+    values: dict[str, float]
+    shifts: dict[str, float]
+    face: str | int
+    align: bool
+    requested: dict
+    as_json: bool
+    quiet: bool
+    failures: Failures
+
+
+def _edit_photos(edit: _Edit, photos: list[Path], targets: dict[Path, Path], file_format: str | None) -> int:
+    """Edit the photos (faces batched across them), write each result; the number written."""
+    from fadercli.media.writing import save_image
+    from fadercli.progress import progress_bar
+
     written = 0
-    with progress_bar(len(photos) > 1 and not quiet) as bar:
+    with progress_bar(len(photos) > 1 and not edit.quiet) as bar:
         task = bar.add_task("editing", total=len(photos))
 
         def report(source, error: FaderError) -> None:
-            failures.report(error)
+            edit.failures.report(error)
             bar.advance(task)
 
-        for result in fader.edit_many(photos, values, shifts, face=choice, align=not no_align, on_error=report):
+        results = edit.fader.edit_many(
+            photos, edit.values, edit.shifts, face=edit.face, align=edit.align, on_error=report
+        )
+        for result in results:
             target = targets[result.source]
             started = time.perf_counter()
             try:
@@ -129,39 +177,65 @@ def edit(
                 continue
             written += 1
             bar.advance(task)
-            if as_json:
+            if edit.as_json:
                 seconds = result.seconds + time.perf_counter() - started
-                record = {"input": str(result.source), "output": str(target),
-                          "faces": [f.to_dict() for f in result.faces], "values": requested, "seconds": round(seconds, 3)}
+                faces = [f.to_dict() for f in result.faces]
+                record = {
+                    "input": str(result.source),
+                    "output": str(target),
+                    "faces": faces,
+                    "values": edit.requested,
+                    "seconds": round(seconds, 3),
+                }
                 typer.echo(json.dumps(record))
             else:
                 typer.echo(str(target))
+    return written
+
+
+def _edit_clips(edit: _Edit, clips: list[Path], targets: dict[Path, Path], **settings) -> int:
+    """Edit the clips one by one (each with its own progress bars); the number written."""
+    from fadercli.progress import progress_bar
+
+    written = 0
     for clip in clips:
         target = targets[clip]
-        with progress_bar(not quiet, info=True) as bar:
+        with progress_bar(not edit.quiet, info=True) as bar:
             try:
-                result = fader.edit_video(
-                    clip, target, values, shifts, face=choice, align=not no_align, crf=crf, preset=preset,
-                    partial=partial, allow_no_face=allow_no_face, progress=frame_progress(bar, clip.name),
+                result = edit.fader.edit_video(
+                    clip,
+                    target,
+                    edit.values,
+                    edit.shifts,
+                    face=edit.face,
+                    align=edit.align,
+                    progress=frame_progress(bar, clip.name),
+                    **settings,
                 )
             except FaderError as e:
-                failures.report(e)
+                edit.failures.report(e)
                 continue
         written += 1
         for note in result.notes:
             say(note)
-        if as_json:
-            record = {"input": str(clip), "output": str(target), "frames": result.frames, "fps": round(result.rate, 3),
-                      "size": list(result.size), "tracks": [t.to_dict() for t in result.tracks], "values": requested,
-                      "seconds": round(result.seconds, 3)}
+        if edit.as_json:
+            record = {
+                "input": str(clip),
+                "output": str(target),
+                "frames": result.frames,
+                "fps": round(result.rate, 3),
+                "size": list(result.size),
+                "tracks": [t.to_dict() for t in result.tracks],
+                "values": edit.requested,
+                "seconds": round(result.seconds, 3),
+            }
             typer.echo(json.dumps(record))
         else:
             typer.echo(str(target))
-        if not quiet:
-            say(f"{clip}: {result.frames} frames, {len(result.tracks)} face track(s), {result.frames / result.seconds:.1f} frames/s")
-    if len(paths) > 1 and not quiet:
-        say(f"{written} of {len(paths)} {'input(s)' if clips else 'image(s)'} edited")
-    failures.exit()
+        if not edit.quiet:
+            rate = result.frames / result.seconds
+            say(f"{clip}: {result.frames} frames, {len(result.tracks)} face track(s), {rate:.1f} frames/s")
+    return written
 
 
 def frame_progress(bar, name: str):
@@ -181,25 +255,17 @@ def frame_progress(bar, name: str):
     return update
 
 
-def _assignments(texts: list[str] | None, option: str) -> dict[str, float]:
-    """NAME=VALUE texts -> {NAME: value} (names are checked against the models later)."""
-    from fadercli.attributes import parse_assignment
-
-    out: dict[str, float] = {}
-    for text in texts or []:
-        name, value = parse_assignment(text)
-        if name.lower() in {k.lower() for k in out}:
-            raise UsageError(f"{option} {name} is given twice")
-        out[name] = value
-    return out
-
-
 def _canonical(fader, given: dict[str, float]) -> dict[str, float]:
     return {fader.owner(name)[1]: value for name, value in given.items()}
 
 
 def _targets(
-    paths: list[Path], output: Path | None, out_dir: Path | None, in_place: bool, extension: str | None, force: bool,
+    paths: list[Path],
+    output: Path | None,
+    out_dir: Path | None,
+    in_place: bool,
+    extension: str | None,
+    force: bool,
     clips: set[Path] = frozenset(),
 ) -> dict[Path, Path]:
     """Where each input's result goes (--format's extension for photos; `clips` keep theirs); every
@@ -239,7 +305,7 @@ def _suffix(path: Path, extension: str | None, clips: set[Path]) -> str:
     """An output's extension: --format's for photos; a clip's own where fader writes it, else .mp4."""
     if path not in clips:
         return extension or path.suffix
-    from fadercli.video import is_writable_video
+    from fadercli.media.formats import is_writable_video
 
     return path.suffix if is_writable_video(path) else ".mp4"
 
@@ -260,7 +326,11 @@ def inspect(
     model: Models = None,
     attr: Annotated[
         Optional[list[str]],
-        typer.Option("--attr", help="Without --model: inspect with the registry's model for this attribute (repeatable).", show_default=False),
+        typer.Option(
+            "--attr",
+            help="Without --model: inspect with the registry's model for this attribute (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     face: Face = "all",
     no_align: NoAlign = False,
@@ -279,11 +349,9 @@ def inspect(
     from fadercli.api import Fader
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
-    from fadercli.images import expand_inputs
-    from fadercli.progress import progress_bar
-    from fadercli.video import is_video
-
     from fadercli.limits import Limits
+    from fadercli.media.formats import expand_inputs, is_video
+    from fadercli.progress import progress_bar
 
     limits = Limits.of(max_megapixels, max_faces)
     choice = parse_face_choice(face)
@@ -297,8 +365,9 @@ def inspect(
         try:
             if is_video(path):
                 with progress_bar(not quiet, info=True) as bar:
-                    clip = fader.inspect_video(path, face=choice, align=not no_align, partial=partial,
-                                               progress=frame_progress(bar, path.name))
+                    clip = fader.inspect_video(
+                        path, face=choice, align=not no_align, partial=partial, progress=frame_progress(bar, path.name)
+                    )
                 for note in clip.notes:
                     say(note)
                 results = clip.tracks
@@ -316,6 +385,10 @@ def inspect(
                 p = (result.probabilities or {}).get(name)
                 seen = f" (classifier {p:.0%})" if isinstance(p, float) else ""
                 parts.append(f"{name} {result.estimated[name]:.2f}{seen}")
-            where = (f"track {result.index}  frames {result.first}-{result.last}" if is_video(path) else f"face {result.index}")
+            where = (
+                f"track {result.index}  frames {result.first}-{result.last}"
+                if is_video(path)
+                else f"face {result.index}"
+            )
             typer.echo(f"{path}  {where}  " + "  ".join(parts))
     failures.exit()

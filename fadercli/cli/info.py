@@ -15,8 +15,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """Show a model's attributes, image size, parameter count and training metadata."""
-    from fadercli.hub import resolve_model
-    from fadercli.weights import describe
+    from fadercli.weights.format import describe
+    from fadercli.weights.hub import resolve_model
 
     record = describe(resolve_model(model, kind=None))
     if as_json:
@@ -47,7 +47,7 @@ def info(
         table.add_row(f"training.{key}", value if isinstance(value, str) else json.dumps(value))
     Console().print(table)
     if evaluation is not None:
-        from fadercli.evaluate import summary_lines
+        from fadercli.train.evaluate import summary_lines
 
         typer.echo("evaluation at the end of training:")
         for line in summary_lines(evaluation):

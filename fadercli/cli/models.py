@@ -32,7 +32,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """Show the registry and the cache: name, attribute, size, cached or not, licence."""
-    from fadercli.hub import home, list_models
+    from fadercli.weights.cache import list_models
+    from fadercli.weights.registry import home
 
     rows = list_models()
     if as_json:
@@ -45,8 +46,7 @@ def list_(
     for column in ("name", "attribute", "size", "cached", "licence"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["name"], r["attribute"] or "-", _size(r["size"]), "yes" if r["cached"] else "no",
-                      r["licence"])
+        table.add_row(r["name"], r["attribute"] or "-", _size(r["size"]), "yes" if r["cached"] else "no", r["licence"])
     Console().print(table)
 
 
@@ -58,7 +58,8 @@ def download(
 ) -> None:
     """Download (and convert) registry files into the cache; print their paths."""
     from fadercli.errors import UsageError
-    from fadercli.hub import fetch, registry
+    from fadercli.weights.cache import fetch
+    from fadercli.weights.registry import registry
 
     if bool(names) == all_:
         raise UsageError("name the models to download, or give --all")
@@ -69,7 +70,7 @@ def download(
 @app.command()
 def path(name: Annotated[str, typer.Argument(help="A registry or cached name.")]) -> None:
     """Print where a model is in the cache (without downloading it)."""
-    from fadercli.hub import cached_path
+    from fadercli.weights.cache import cached_path
 
     typer.echo(str(cached_path(name)))
 
@@ -77,7 +78,7 @@ def path(name: Annotated[str, typer.Argument(help="A registry or cached name.")]
 @app.command()
 def rm(name: Annotated[str, typer.Argument(help="A cached name.")]) -> None:
     """Remove a model from the cache, with the sha256 recorded at its first download (the next download is checked afresh)."""
-    from fadercli.hub import remove
+    from fadercli.weights.cache import remove
 
     typer.echo(f"removed {remove(name)}", err=True)
 
@@ -89,6 +90,6 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace a cached model of that name.")] = False,
 ) -> None:
     """Check a local model file and keep it in the cache under a name; print its path."""
-    from fadercli.hub import import_model
+    from fadercli.weights.cache import import_model
 
     typer.echo(str(import_model(file, name, force=force)))

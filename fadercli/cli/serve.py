@@ -13,14 +13,19 @@ from fadercli.limits import MEGA, SERVE
 
 def serve(
     model: Models = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; other than loopback needs --token.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; other than loopback needs --token.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free one).")] = 8000,
     device: Device = "auto",
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
     token: Annotated[
         Optional[str],
-        typer.Option("--token", help="Require this token on every API call; auto: make one and print it."
-                     " Visible in ps: prefer $FADER_TOKEN or --token-file."),
+        typer.Option(
+            "--token",
+            help="Require this token on every API call; auto: make one and print it."
+            " Visible in ps: prefer $FADER_TOKEN or --token-file.",
+        ),
     ] = None,
     token_file: Annotated[
         Optional[Path], typer.Option("--token-file", help="Require the token this file holds (kept out of ps).")
@@ -29,13 +34,26 @@ def serve(
     max_megapixels: Annotated[
         float, typer.Option("--max-megapixels", help="Largest photo accepted (width x height), in megapixels.")
     ] = SERVE.max_pixels / MEGA,
-    max_faces: Annotated[int, typer.Option("--max-faces", help="Faces edited per photo (the largest).")] = SERVE.max_faces,
-    queue: Annotated[int, typer.Option("--queue", help="Model jobs that may wait for a worker; more get 503 Busy.")] = 8,
-    cache_photos: Annotated[int, typer.Option("--cache-photos", help="Photos kept analysed (least recently used go first).")] = 32,
+    max_faces: Annotated[
+        int, typer.Option("--max-faces", help="Faces edited per photo (the largest).")
+    ] = SERVE.max_faces,
+    queue: Annotated[
+        int, typer.Option("--queue", help="Model jobs that may wait for a worker; more get 503 Busy.")
+    ] = 8,
+    cache_photos: Annotated[
+        int, typer.Option("--cache-photos", help="Photos kept analysed (least recently used go first).")
+    ] = 32,
     cache_mb: Annotated[float, typer.Option("--cache-mb", help="Memory the kept photos may take, in MB.")] = 1024,
-    cors: Annotated[Optional[str], typer.Option("--cors", help="One origin (https://host:port) allowed to call the API from its pages.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads doing model work (default: 2, or 1 on one core).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads per worker (default: cores / workers).")] = None,
+    cors: Annotated[
+        Optional[str],
+        typer.Option("--cors", help="One origin (https://host:port) allowed to call the API from its pages."),
+    ] = None,
+    workers: Annotated[
+        Optional[int], typer.Option("--workers", help="Threads doing model work (default: 2, or 1 on one core).")
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", help="Torch threads per worker (default: cores / workers).")
+    ] = None,
     threshold: Threshold = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
 ) -> None:
@@ -45,9 +63,25 @@ def serve(
     """
     from fadercli.serve.server import Options, run
 
-    run(Options(
-        models=model or [], host=host, port=port, device=device, open_browser=open_browser, token=token,
-        token_file=token_file, max_upload_mb=max_upload_mb, max_megapixels=max_megapixels, max_faces=max_faces,
-        queue=queue, cache_photos=cache_photos, cache_mb=cache_mb, cors=cors, workers=workers,
-        threads=threads, threshold=threshold, access_log=access_log,
-    ))
+    run(
+        Options(
+            models=model or [],
+            host=host,
+            port=port,
+            device=device,
+            open_browser=open_browser,
+            token=token,
+            token_file=token_file,
+            max_upload_mb=max_upload_mb,
+            max_megapixels=max_megapixels,
+            max_faces=max_faces,
+            queue=queue,
+            cache_photos=cache_photos,
+            cache_mb=cache_mb,
+            cors=cors,
+            workers=workers,
+            threads=threads,
+            threshold=threshold,
+            access_log=access_log,
+        )
+    )

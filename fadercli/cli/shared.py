@@ -11,7 +11,8 @@ from fadercli.errors import FaderError, UsageError
 Models = Annotated[
     Optional[list[str]],
     typer.Option(
-        "--model", "-m",
+        "--model",
+        "-m",
         help="A registry name, .safetensors file, training run folder, checkpoint.pt, authors' .pth or URL;"
         " repeat it to chain models (each attribute goes to the first model that edits it)."
         " Default: the registry's model for each attribute.",
@@ -31,11 +32,15 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per li
 Face = Annotated[str, typer.Option("--face", help="all, largest, or an index (0 = the largest face).")]
 MaxMegapixels = Annotated[
     Optional[float],
-    typer.Option("--max-megapixels", help="Refuse photos and video frames larger than this, width x height in"
-                 " megapixels (default 100).", show_default=False),
+    typer.Option(
+        "--max-megapixels",
+        help="Refuse photos and video frames larger than this, width x height in megapixels (default 100).",
+        show_default=False,
+    ),
 ]
 MaxFaces = Annotated[
-    Optional[int], typer.Option("--max-faces", help="Faces edited per photo, the largest first (default 64).", show_default=False)
+    Optional[int],
+    typer.Option("--max-faces", help="Faces edited per photo, the largest first (default 64).", show_default=False),
 ]
 
 

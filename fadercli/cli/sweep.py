@@ -18,29 +18,45 @@ def sweep(
     inputs: Inputs,
     attr: Annotated[list[str], typer.Option("--attr", help="Attribute to slide (repeatable).", show_default=False)],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help=".gif: an animation; .mp4, .webm, ...: the same as video; .png, .jpg, ...: a grid.")
+        Path,
+        typer.Option(
+            "--output", "-o", help=".gif: an animation; .mp4, .webm, ...: the same as video; .png, .jpg, ...: a grid."
+        ),
     ],
     steps: Annotated[int, typer.Option("--steps", help="Values from the low to the high end.")] = 10,
     seconds: Annotated[
         Optional[float],
-        typer.Option("--seconds", help="Animations: last this long, a value per frame between the range's ends (instead of --steps).",
-                     show_default=False),
+        typer.Option(
+            "--seconds",
+            help="Animations: last this long, a value per frame between the range's ends (instead of --steps).",
+            show_default=False,
+        ),
     ] = None,
     value_range: Annotated[
         Optional[str],
-        typer.Option("--range", help="LO:HI, e.g. -1:2; default: each attribute's recommended range.", show_default=False),
+        typer.Option(
+            "--range", help="LO:HI, e.g. -1:2; default: each attribute's recommended range.", show_default=False
+        ),
     ] = None,
     model: Models = None,
     face: Face = "largest",
     no_align: NoAlign = False,
-    crop: Annotated[bool, typer.Option("--crop", help="Show the aligned face crops instead of the whole photos.")] = False,
+    crop: Annotated[
+        bool, typer.Option("--crop", help="Show the aligned face crops instead of the whole photos.")
+    ] = False,
     loop: Annotated[
-        bool, typer.Option("--loop/--bounce", help="Animations: restart from the low end, or go back down (2 x steps - 2 frames).")
+        bool,
+        typer.Option(
+            "--loop/--bounce", help="Animations: restart from the low end, or go back down (2 x steps - 2 frames)."
+        ),
     ] = True,
     fps: Annotated[
         Optional[float],
-        typer.Option("--fps", help="Animation frames per second: default 8, or 25 with --seconds (GIF rounds frame times to 1/100 s).",
-                     show_default=False),
+        typer.Option(
+            "--fps",
+            help="Animation frames per second: default 8, or 25 with --seconds (GIF rounds frame times to 1/100 s).",
+            show_default=False,
+        ),
     ] = None,
     max_size: Annotated[int, typer.Option("--max-size", help="Longer side of each cell, in pixels.")] = 256,
     threshold: Threshold = None,
@@ -57,14 +73,15 @@ def sweep(
     from fadercli.api import Fader
     from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
-    from fadercli.images import expand_inputs, image_format
     from fadercli.limits import Limits
-    from fadercli.video import is_writable_video
+    from fadercli.media.formats import expand_inputs, image_format, is_writable_video
 
     video = is_writable_video(output)
     animated = video or output.suffix.lower() == ".gif"
     if not animated and image_format(output) is None:
-        raise UsageError(f"-o {output}: give a .gif or .mp4/.webm (animation) or an image file name such as .png or .jpg (grid)")
+        raise UsageError(
+            f"-o {output}: give a .gif or .mp4/.webm (animation) or an image file name such as .png or .jpg (grid)"
+        )
     fps = fps if fps is not None else 25.0 if seconds is not None else 8.0
     if not 0 < fps <= (120 if video else 50):
         raise UsageError(f"--fps must be above 0 and at most {120 if video else 50}, got {fps:g}")
@@ -75,7 +92,9 @@ def sweep(
             raise UsageError(f"--seconds must be above 0 and at most 600, got {seconds:g}")
         steps = _steps_lasting(seconds, fps, bounce=not loop)
         if steps > MAX_STEPS:
-            raise UsageError(f"--seconds {seconds:g} at {fps:g} fps makes {steps} steps, more than {MAX_STEPS}: lower one")
+            raise UsageError(
+                f"--seconds {seconds:g} at {fps:g} fps makes {steps} steps, more than {MAX_STEPS}: lower one"
+            )
     if not 2 <= steps <= MAX_STEPS:
         raise UsageError(f"--steps must be from 2 to {MAX_STEPS}, got {steps}")
     bounds = _range(value_range) if value_range else None
@@ -85,8 +104,14 @@ def sweep(
     if not output.parent.is_dir():
         raise OutputError(f"cannot write {output}: no such folder {output.parent}")
     paths = list(dict.fromkeys(expand_inputs(inputs)))
-    fader = Fader.load(model or None, attributes=attr, device=device, threshold=threshold, quiet=quiet,
-                       limits=Limits.of(max_megapixels, max_faces))
+    fader = Fader.load(
+        model or None,
+        attributes=attr,
+        device=device,
+        threshold=threshold,
+        quiet=quiet,
+        limits=Limits.of(max_megapixels, max_faces),
+    )
     if not quiet:
         say(f"device: {describe(fader.device)}")
     result = fader.sweep(

@@ -1,11 +1,14 @@
 """`fader serve`: live attribute sliders in a browser, and an HTTP API, over the Python API.
 
+    settings.py the server's settings: token, cookie, limits, origins
+    guard.py    the gate before every route: Host, other sites, the token, the body size
+    work.py     model work on a few threads, a bounded queue (503 when full), a shutdown that does not wait
     models.py   the models the server edits with: those given (--model), or the registry's, loaded on first use
-    cache.py    the photos uploaded, each analysed once (analysis.Analysis), in an LRU bounded by count and bytes
+    cache.py    the photos uploaded, each analysed once (engine.analysis), in an LRU bounded by count and bytes
     renders.py  one render of a photo at a time, identical requests shared, superseded ones dropped
     errors.py   failures as JSON {"error": one line, "code": ...} with their HTTP status
-    app.py      the ASGI app (FastAPI): the routes, the token, the upload limit, the page
-    server.py   binding, the URL, uvicorn, torch threads, Ctrl-C
+    app.py      the ASGI app (FastAPI): the routes, the page
+    server.py   the token's source, binding, the URL, uvicorn and its limits, torch threads, Ctrl-C
     static/     the page: one self-contained HTML file (no network needed)
 
 Nothing here imports at `fader --help` time: the command imports it inside its function.

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from fadercli.analysis import Analysis
+from fadercli.engine.analysis import Analysis
 from fadercli.errors import FaderError
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from fadercli.errors import DeviceError, DownloadError, FaderError, InputError, ModelError, NoFaceError, UsageError
+from fadercli.errors import (
+    DeviceError,
+    DownloadError,
+    FaderError,
+    InputError,
+    ModelError,
+    NoFaceError,
+    UsageError,
+)
 from fadercli.serve.work import RETRY_AFTER
 
 STATUS_BY_CODE = {
@@ -36,8 +44,14 @@ STATUS_BY_CODE = {
     "busy": 503,
     "shutting_down": 503,
 }
-STATUS_BY_CLASS = ((UsageError, 422), (NoFaceError, 422), (InputError, 422), (ModelError, 422),
-                   (DownloadError, 502), (DeviceError, 500))
+STATUS_BY_CLASS = (
+    (UsageError, 422),
+    (NoFaceError, 422),
+    (InputError, 422),
+    (ModelError, 422),
+    (DownloadError, 502),
+    (DeviceError, 500),
+)
 
 
 class HTTPFailure(FaderError):

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from fadercli.api import Fader, Model
+from fadercli.api import Fader
+from fadercli.engine.chain import Model
 from fadercli.errors import ModelError, UsageError
 from fadercli.limits import SERVE, Limits
 
@@ -33,8 +34,15 @@ class Offer:
 class ModelPool:
     """The offered models and the Fader made of those loaded, in the order they were offered."""
 
-    def __init__(self, specs: list[str], *, device: torch.device, threshold: float | None, quiet: bool = True,
-                 limits: Limits = SERVE):
+    def __init__(
+        self,
+        specs: list[str],
+        *,
+        device: torch.device,
+        threshold: float | None,
+        quiet: bool = True,
+        limits: Limits = SERVE,
+    ):
         self.device = device
         self.threshold = threshold
         self.quiet = quiet
@@ -44,7 +52,7 @@ class ModelPool:
         self.fader: Fader | None = None
         self.offers: dict[str, Offer] = {}
         if specs:
-            from fadercli import hub
+            from fadercli.weights import hub
 
             for spec in specs:
                 loaded = hub.resolve_model(spec, kind="fader", quiet=quiet)
@@ -66,13 +74,15 @@ class ModelPool:
         self.offers[offer.name] = offer
         models = [o.model for o in self.offers.values() if o.model is not None]
         if self.fader is None:
-            self.fader = Fader(models, device=self.device, threshold=self.threshold, quiet=self.quiet, limits=self.limits)
+            self.fader = Fader(
+                models, device=self.device, threshold=self.threshold, quiet=self.quiet, limits=self.limits
+            )
         else:
             self.fader.models[:] = models  # analyses made before share this Fader and see the new model
 
     def load(self, name: str) -> Offer:
         """Load (download on first use) one of the offered models; ModelError if none is called that."""
-        from fadercli import hub
+        from fadercli.weights import hub
 
         with self._lock:
             offer = self.offers.get(name)
@@ -93,8 +103,13 @@ class ModelPool:
         """The offered models as GET /api/models gives them."""
         out = []
         for offer in self.offers.values():
-            record = {"name": offer.name, "loaded": offer.model is not None, "cached": offer.cached,
-                      "description": offer.description, "licence": offer.licence}
+            record = {
+                "name": offer.name,
+                "loaded": offer.model is not None,
+                "cached": offer.cached,
+                "description": offer.description,
+                "licence": offer.licence,
+            }
             if offer.model is None:
                 names = (offer.attribute or "").split(", ")
                 record |= {"size": None, "attributes": [{"name": n, "range": None, "categories": None} for n in names]}
@@ -123,12 +138,18 @@ class ModelPool:
                 if a.name.lower() in seen:  # the first model that edits an attribute gets it
                     continue
                 seen.add(a.name.lower())
-                out.append({"name": a.name, "range": list(model.loaded.slider_ranges[a.name]),
-                            "categories": a.n_categories, "model": names.get(id(model))})
+                out.append(
+                    {
+                        "name": a.name,
+                        "range": list(model.loaded.slider_ranges[a.name]),
+                        "categories": a.n_categories,
+                        "model": names.get(id(model)),
+                    }
+                )
         return out
 
 
 def _registry_rows() -> list[dict]:
-    from fadercli import hub
+    from fadercli.weights import hub
 
     return [row for row in hub.list_models() if row["kind"] in ("fader", None) and row["attribute"]]

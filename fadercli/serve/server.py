@@ -92,8 +92,15 @@ def check(options: Options) -> str | None:
 def _token(options: Options) -> str | None:
     """The token from --token, --token-file or $FADER_TOKEN (one of them): "auto" makes one. A file
     or the environment keeps it out of `ps`, where any user of the machine can read a command line."""
-    given = [(name, value) for name, value in (("--token", options.token), ("--token-file", options.token_file),
-                                               (TOKEN_ENV, os.environ.get(TOKEN_ENV) or None)) if value is not None]
+    given = [
+        (name, value)
+        for name, value in (
+            ("--token", options.token),
+            ("--token-file", options.token_file),
+            (TOKEN_ENV, os.environ.get(TOKEN_ENV) or None),
+        )
+        if value is not None
+    ]
     if len(given) > 1:
         raise UsageError(f"give the token one way, not with both {given[0][0]} and {given[1][0]}")
     if not given:
@@ -116,12 +123,19 @@ def check_cors(origin: str | None) -> None:
         return
     parts = urlsplit(origin)
     try:
-        parts.port
+        _ = parts.port  # a port out of range raises here
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not re.fullmatch(r"[a-z0-9.:-]+", parts.hostname or "") \
-            or origin != f"{parts.scheme}://{parts.netloc}" or "@" in parts.netloc:
-        raise UsageError(f"--cors takes one origin such as https://example.com:8443 (no wildcard, no path), got {origin!r}")
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not re.fullmatch(r"[a-z0-9.:-]+", parts.hostname or "")
+        or origin != f"{parts.scheme}://{parts.netloc}"
+        or "@" in parts.netloc
+    ):
+        raise UsageError(
+            f"--cors takes one origin such as https://example.com:8443 (no wildcard, no path), got {origin!r}"
+        )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -163,26 +177,43 @@ def run(options: Options) -> None:
     port = sock.getsockname()[1]
     hosts = None if token else tuple(sorted({*LOOPBACK_NAMES, options.host.lower()}))
     settings = Settings(
-        token=token, max_upload_bytes=int(options.max_upload_mb * 2**20), cache_photos=options.cache_photos,
-        cache_bytes=int(options.cache_mb * 2**20), cors=options.cors, allowed_hosts=hosts, workers=workers,
-        queue=options.queue, limits=limits, cookie=f"fader_token_{port}",
+        token=token,
+        max_upload_bytes=int(options.max_upload_mb * 2**20),
+        cache_photos=options.cache_photos,
+        cache_bytes=int(options.cache_mb * 2**20),
+        cors=options.cors,
+        allowed_hosts=hosts,
+        workers=workers,
+        queue=options.queue,
+        limits=limits,
+        cookie=f"fader_token_{port}",
         device=describe(device).replace(f"({torch.get_num_threads()} threads)", f"({workers} x {threads} threads)"),
     )
     app = create_app(pool, settings)
     shown = f"[{options.host.strip('[]')}]" if ":" in options.host else options.host
     url = f"http://{'127.0.0.1' if shown in ('0.0.0.0', '[::]') else shown}:{port}/"
     say(f"device: {settings.device}")
-    loaded = [f"{o.name} ({', '.join(o.model.attributes.names)}, {o.model.size} px)" for o in pool.offers.values() if o.model]
+    loaded = [
+        f"{o.name} ({', '.join(o.model.attributes.names)}, {o.model.size} px)" for o in pool.offers.values() if o.model
+    ]
     say(f"models: {'; '.join(loaded) if loaded else 'none loaded yet: the page offers the registry'}")
-    say(f"limits: {limits.max_pixels / 1e6:g} MP and {limits.max_faces} faces a photo, uploads up to"
-        f" {options.max_upload_mb:g} MB, {options.queue} jobs waiting")
+    say(
+        f"limits: {limits.max_pixels / 1e6:g} MP and {limits.max_faces} faces a photo, uploads up to"
+        f" {options.max_upload_mb:g} MB, {options.queue} jobs waiting"
+    )
     say(f"serving on {url} (Ctrl-C stops)")
     print(url + (f"?token={token}" if token else ""), flush=True)
     if options.open_browser:
         threading.Timer(0.5, webbrowser.open, [url + (f"?token={token}" if token else "")]).start()
-    config = uvicorn.Config(app, log_level="info" if options.access_log else "warning",
-                            access_log=options.access_log, timeout_graceful_shutdown=3,
-                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    config = uvicorn.Config(
+        app,
+        log_level="info" if options.access_log else "warning",
+        access_log=options.access_log,
+        timeout_graceful_shutdown=3,
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
             app.state.work.shutdown()  # requests waiting on model work are answered now, not cancelled later

@@ -36,8 +36,10 @@ class Channel:
 
     def put(self, item: Any, nbytes: int = 0, waiting: Callable[[], None] | None = None) -> None:
         with self._changed:
-            while not self._cancelled and self._queue and (
-                len(self._queue) >= self.max_items or self._bytes + nbytes > self.max_bytes
+            while (
+                not self._cancelled
+                and self._queue
+                and (len(self._queue) >= self.max_items or self._bytes + nbytes > self.max_bytes)
             ):
                 self._wait(waiting)
             if self._cancelled:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from fadercli import faces as facelib
-from fadercli.images import from_array, to_uint8
+from fadercli.media.images import from_array, to_uint8
 
 DETECT_EVERY = 10  # frames between full detections (a new face is followed back over them)
 MISSED_EVERY = 3  # ... or this many, when a look has just missed a face (a face found and lost in turn)
@@ -223,8 +223,14 @@ class Tracker:
             self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold, parallel=True))
         self._drop_duplicates(t)
         # Lost for too long; or unsure, and lost more often than found (a texture, not a face).
-        self._end([tr for tr in self.live if tr.misses > self.max_misses or (tr.missed > max(len(tr.frames), 3) and tr.unsure)],
-                  hard=False)
+        self._end(
+            [
+                tr
+                for tr in self.live
+                if tr.misses > self.max_misses or (tr.missed > max(len(tr.frames), 3) and tr.unsure)
+            ],
+            hard=False,
+        )
         photo = None
         for track in self.live:
             if track.frames[-1] == t and track.due(t):
@@ -312,7 +318,11 @@ class Tracker:
         current = sorted((tr for tr in self.live if tr.frames[-1] == t), key=lambda tr: (-len(tr.frames), tr.id))
         for i, keep in enumerate(current):
             for drop in current[i + 1 :]:
-                if keep in self.live and drop in self.live and overlap(keep.rows[-1][:4], drop.rows[-1][:4]) > DUPLICATE:
+                if (
+                    keep in self.live
+                    and drop in self.live
+                    and overlap(keep.rows[-1][:4], drop.rows[-1][:4]) > DUPLICATE
+                ):
                     drop.frames.pop()
                     drop.rows.pop()
                     drop.samples.pop(t, None)

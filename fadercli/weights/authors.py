@@ -27,8 +27,8 @@ import torch
 
 from fadercli.attributes import AttributeSet
 from fadercli.errors import ModelError
-from fadercli.model import ClassifierConfig, FaderConfig
-from fadercli.weights import LoadedModel, build_from_tensors, default_slider_ranges, is_dense, require_kind
+from fadercli.net.model import ClassifierConfig, FaderConfig
+from fadercli.weights.format import LoadedModel, build_from_tensors, default_slider_ranges, is_dense, require_kind
 
 _MAGIC = 0x1950A86A20F9469CFC6C  # torch's legacy format
 _PROTOCOL = 1001
@@ -98,8 +98,13 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_requires_grad_hooks
     """torch._utils._rebuild_tensor(_v2): a dense view of a storage, bounds-checked. A view with
     stride 0 or overlapping rows could claim a 20000 x 20000 tensor from one stored float, which
     every later copy would make real: the authors' files hold dense tensors only (weights.is_dense)."""
-    if not (isinstance(storage, torch.Tensor) and _counts([storage_offset]) and _counts(size)
-            and _counts(stride) and len(size) == len(stride) <= 8):
+    if not (
+        isinstance(storage, torch.Tensor)
+        and _counts([storage_offset])
+        and _counts(size)
+        and _counts(stride)
+        and len(size) == len(stride) <= 8
+    ):
         raise pickle.UnpicklingError("malformed tensor record")
     if not is_dense(size, stride):
         raise pickle.UnpicklingError("a tensor is not a dense view of its storage (stride 0 or overlapping)")
@@ -139,9 +144,16 @@ def _allowed() -> dict[str, object]:
         for name in names
     }
     dtypes = {
-        "Float": torch.float32, "Double": torch.float64, "Half": torch.float16, "BFloat16": torch.bfloat16,
-        "Long": torch.int64, "Int": torch.int32, "Short": torch.int16, "Char": torch.int8,
-        "Byte": torch.uint8, "Bool": torch.bool,
+        "Float": torch.float32,
+        "Double": torch.float64,
+        "Half": torch.float16,
+        "BFloat16": torch.bfloat16,
+        "Long": torch.int64,
+        "Int": torch.int32,
+        "Short": torch.int16,
+        "Char": torch.int8,
+        "Byte": torch.uint8,
+        "Bool": torch.bool,
     }
     for module in ("torch", "torch.cuda"):
         allowed |= {f"{module}.{name}Storage": _StorageType(dtype) for name, dtype in dtypes.items()}
@@ -242,8 +254,7 @@ def _unpickle(path: Path) -> object:
             return _read_legacy(f, path.stat().st_size)
     except _Refused as e:
         raise ModelError(
-            f"{path}: refused: it names {e}, which the authors' files never contain"
-            " (loading it could run code)"
+            f"{path}: refused: it names {e}, which the authors' files never contain (loading it could run code)"
         ) from None
     except Exception as e:  # malformed data fails in many ways; none of them runs code
         reason = (str(e).splitlines() or [""])[0]
@@ -271,8 +282,9 @@ class _Settings:
 
     def attributes(self) -> tuple[tuple[str, int], ...]:
         pairs = self.get("attr", (list, tuple))
-        if not all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str)
-                   and type(p[1]) is int for p in pairs):
+        if not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and type(p[1]) is int for p in pairs
+        ):
             raise ModelError(f"{self.where}: the pickled {self.cls} has a malformed attr list")
         n_attr = self.get("n_attr", int)
         if n_attr != sum(n for _, n in pairs):

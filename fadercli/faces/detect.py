@@ -1,9 +1,6 @@
-"""Faces: finding them (YuNet), aligning them as CelebA did, and pasting edits back.
+"""Finding faces in a photo with YuNet, and following them from one video frame to the next.
 
-Geometry: an alignment is a 2x3 matrix M taking photo pixel coordinates to crop coordinates
-(crop = M @ [x, y, 1]), with pixel centres at integers, as cv2.warpAffine reads it.
-
-Finding: YuNet finds faces from about 10 to about 250 pixels wide in its input, so a photo is
+ YuNet finds faces from about 10 to about 250 pixels wide in its input, so a photo is
 searched at a few scales, from a copy whose long side is COARSE_SIDE up to full resolution (small
 photos enlarged, huge ones capped; large passes in tiles, to bound memory), and the candidates
 merged. Each candidate is then looked at again, upright and framed by its own landmarks at the
@@ -15,12 +12,6 @@ beyond the photo's edge (a face cut by the border), at half the size (blur and g
 enlarged that far), and turned a quarter either way and upside down (a face rolled past ~45
 degrees, whose first landmarks are wrong).
 
-Aligning: the similarity transform (rotation, uniform scale, translation) that takes the two eyes
-and the mouth centre closest (least squares) to CelebA's template, bicubic, edge pixels repeated.
-
-Pasting back: the change (edit minus reconstruction, or a whole crop minus the photo) is warped
-into the photo at its own resolution and added under a soft elliptical mask drawn in crop space;
-only pixels where the mask is above zero are touched, so all others stay bit-identical.
 """
 
 from __future__ import annotations
@@ -30,18 +21,16 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from fadercli.errors import ModelError, NoFaceError, UsageError
-from fadercli.images import Photo, centre_square, resize_square
+from fadercli.errors import ModelError, UsageError
+from fadercli.faces.geometry import Face, _apply, _crop_matrix, _warp, template
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
+from fadercli.media.images import Photo
 
-DEFAULT_SIZE = 256
 # Faces are kept by the score of the second look (see _refine). Measured (docs/experiments.md,
 # "Faces"): true faces 0.76-0.94 (cut by the border, tiny, grainy, greyscale, rolled), 0.8 and more
 # but for a few percent of them; false finds on photos without a person up to 0.78.
@@ -49,15 +38,6 @@ DEFAULT_THRESHOLD = 0.75
 CANDIDATE_THRESHOLD = 0.4  # first finds, which the second look confirms or drops (tiny faces: ~0.4)
 MODEL_ENV = "FADER_DETECTOR_MODEL"
 
-# CelebA's template in the release's 178 x 178 crop (0-based): image-left eye, image-right eye, mouth centre.
-TEMPLATE_178 = np.array([[69.745, 91.0], [107.237, 91.0], [88.432, 132.514]])
-
-# CelebA weighted its three points alike. We count the mouth centre at half (a quarter in squared
-# error): the eyes, which people and the models look at first, land about twice as close to the
-# template, while the mouth still steadies rotation and scale (eye landmarks are noisy, and the eyes
-# of a turned head come closer together). On the test portrait: eyes 1.8 px from the template at
-# 256 px instead of 3.5, the mouth 6.9 px instead of 3.4.
-FIT_WEIGHTS = np.array([1.0, 1.0, 0.5])
 
 COARSE_SIDE = 512  # a face filling the photo is still under YuNet's ~250 px limit at this size
 FINE_PIXELS = 12e6  # the finest pass: full resolution up to 12 MP (a 6000 x 4000 photo: faces
@@ -75,86 +55,6 @@ SURE = 0.9  # upright faces score ~0.93 on a second look, faces seen upside down
 REFINE_ROUNDS = 4  # looks at most; measured: landmark spread over rescaled/rotated copies 13% of
 REFINE_SETTLED = 0.02  # the eye distance for the first find, 6.5% after one look, 3.4% after three
 MAX_CANDIDATES = 512  # first finds kept, best scores first (a photo of people has far fewer)
-PASTE_BAND = 256  # rows pasted at a time
-SHRINK_BELOW = 0.5  # warps that shrink more than this are area-averaged first, against aliasing
-
-# The paste-back mask, in crop coordinates scaled to [0, 1] (see _weights): its edge stays inside
-# the crop on every side, so nothing outside the crop is ever touched.
-MASK_CENTRE = (0.5, 0.5)
-MASK_RADII = (0.42, 0.46)
-MASK_FULL = 0.75
-
-
-@dataclass(frozen=True)
-class Face:
-    """A detected face, in photo pixels.
-
-    landmarks: YuNet's five points (x, y): the image-left eye (the person's right), the image-right
-    eye, the nose tip, the image-left mouth corner, the image-right mouth corner.
-    """
-
-    box: tuple[float, float, float, float]  # x, y, width, height
-    landmarks: tuple[tuple[float, float], ...]
-    score: float
-
-    @property
-    def points(self) -> np.ndarray:
-        return np.array(self.landmarks, dtype=np.float64)
-
-    @property
-    def area(self) -> float:
-        return self.box[2] * self.box[3]
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """Where a model-sized crop sits in a photo: `matrix` takes photo to crop coordinates.
-
-    whole: the crop is an already aligned image (--no-align): its centre square, resized, as
-    `fader train` takes it; pasted back into that square without a mask.
-    """
-
-    matrix: tuple[tuple[float, float, float], tuple[float, float, float]]
-    size: int
-    whole: bool = False
-
-    @property
-    def m(self) -> np.ndarray:
-        return np.array(self.matrix, dtype=np.float64)
-
-    def to_photo(self, points: np.ndarray) -> np.ndarray:
-        """Crop coordinates -> photo coordinates."""
-        return _apply(cv2.invertAffineTransform(self.m), points)
-
-    def to_crop(self, points: np.ndarray) -> np.ndarray:
-        """Photo coordinates -> crop coordinates."""
-        return _apply(self.m, points)
-
-    def scaled(self, sx: float, sy: float) -> Alignment:
-        """The same crop of the photo resized by (sx, sy) (pixel centres kept: p' = (p + 0.5) s - 0.5)."""
-        m = self.m
-        back = np.array([[1 / sx, 0.0, 0.5 / sx - 0.5], [0.0, 1 / sy, 0.5 / sy - 0.5]])
-        matrix = np.column_stack([m[:, :2] @ back[:, :2], m[:, :2] @ back[:, 2] + m[:, 2]])
-        return Alignment(_as_tuple(matrix), self.size, self.whole)
-
-
-def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """A 2x3 affine matrix applied to N x 2 points."""
-    return np.asarray(points, float) @ m[:, :2].T + m[:, 2]
-
-
-@dataclass
-class AlignedFace:
-    """A face ready for the model: where it is, and its crop (size x size x 3 RGB float32 in [0, 1])."""
-
-    index: int  # position among the photo's faces, largest first (0 for a whole-image crop)
-    face: Face | None  # None for a whole-image crop
-    alignment: Alignment
-    crop: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------------
-# Detection
 
 
 def detector_model() -> Path:
@@ -165,7 +65,7 @@ def detector_model() -> Path:
         if not path.is_file():
             raise ModelError(f"{MODEL_ENV}={override}: no such file")
         return path
-    from fadercli import hub
+    from fadercli.weights import hub
 
     return Path(hub.fetch("yunet"))
 
@@ -441,7 +341,9 @@ def find_faces(
     detector = _detector(str(model or detector_model()), parallel)
     candidates = _candidates(detector, bgr, min(threshold, CANDIDATE_THRESHOLD))
     if len(candidates) > 2 * max_faces:  # each costs up to REFINE_ROUNDS looks: keep the largest, in order
-        candidates = candidates[np.sort(np.argsort(-candidates[:, 2] * candidates[:, 3], kind="stable")[: 2 * max_faces])]
+        candidates = candidates[
+            np.sort(np.argsort(-candidates[:, 2] * candidates[:, 3], kind="stable")[: 2 * max_faces])
+        ]
     refined = [_refine(detector, bgr, candidate) for candidate in candidates]
     refined = np.array([r for r in refined if r is not None and r[14] >= threshold]).reshape(-1, 15)
     faces = []
@@ -452,257 +354,6 @@ def find_faces(
         faces.append(Face((x, y, w, h), landmarks, float(row[14])))
     faces.sort(key=lambda f: -f.area)
     return faces[:max_faces]
-
-
-# ---------------------------------------------------------------------------------------------
-# Alignment
-
-
-def template(size: int) -> np.ndarray:
-    """CelebA's eye and mouth-centre positions in a size x size crop (0-based pixel centres)."""
-    return (TEMPLATE_178 + 0.5) * (size / 178) - 0.5
-
-
-def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """The least-squares similarity (rotation, uniform scale, translation) taking source points to
-    target points, 2x3; `weights` scale each point's residual."""
-    weights = np.ones(len(source)) if weights is None else weights
-    rows, rhs = [], []
-    for (x, y), (u, v), k in zip(np.asarray(source, float), np.asarray(target, float), weights):
-        rows += [[k * x, -k * y, k, 0], [k * y, k * x, 0, k]]
-        rhs += [k * u, k * v]
-    a, b, tx, ty = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
-    return np.array([[a, -b, tx], [b, a, ty]])
-
-
-def _crop_matrix(landmarks: np.ndarray, size: int) -> np.ndarray:
-    points = np.asarray(landmarks, float)
-    source = np.stack([points[0], points[1], (points[3] + points[4]) / 2])
-    return similarity(source, template(size), FIT_WEIGHTS)
-
-
-def _as_tuple(m: np.ndarray) -> tuple:
-    return tuple(tuple(float(v) for v in row) for row in m)
-
-
-def alignment_for(face: Face, size: int = DEFAULT_SIZE) -> Alignment:
-    """The CelebA framing of `face` in a size x size crop."""
-    return Alignment(_as_tuple(_crop_matrix(face.points, size)), size)
-
-
-def whole_image(width: int, height: int, size: int = DEFAULT_SIZE) -> Alignment:
-    """An already aligned image (--no-align): its centre square (all of a square image), resized.
-
-    The same square `fader train` takes from each training image (data.load_image), so a model sees
-    the faces it is asked to edit framed as it learnt them: squashing a 178 x 218 CelebA-shaped
-    image into the square instead cost 16 points of swap accuracy on toy faces (docs/experiments.md).
-    """
-    left, top, right, _ = centre_square(width, height)
-    s = size / (right - left)
-    return Alignment(((s, 0.0, (0.5 - left) * s - 0.5), (0.0, s, (0.5 - top) * s - 0.5)), size, whole=True)
-
-
-def _warp(src: np.ndarray, m: np.ndarray, size: tuple[int, int], border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-    """cv2.warpAffine (bicubic; beyond the source, edge pixels repeated or, with BORDER_CONSTANT,
-    black) that area-averages first where it shrinks a lot."""
-    m = np.asarray(m, dtype=np.float64)
-    fx, fy = min(1.0, math.hypot(m[0, 0], m[1, 0])), min(1.0, math.hypot(m[0, 1], m[1, 1]))
-    if min(fx, fy) < SHRINK_BELOW:
-        h, w = src.shape[:2]
-        small = (max(1, round(w * fx)), max(1, round(h * fy)))
-        src = cv2.resize(src, small, interpolation=cv2.INTER_AREA)
-        d = np.array([w / small[0], h / small[1]])  # small -> original, pixel centres kept
-        m = np.column_stack([m[:, :2] * d, m[:, 2] + m[:, :2] @ (0.5 * d - 0.5)])
-    return cv2.warpAffine(src, m, size, flags=cv2.INTER_CUBIC, borderMode=border)
-
-
-def _footprint(alignment: Alignment, width: int, height: int, margin: int = 0) -> tuple[int, int, int, int]:
-    """The box x0, y0, x1, y1 of photo pixels the crop covers (plus `margin`), clipped to the photo."""
-    if alignment.whole:  # exactly the square the crop is, so nothing beyond it is read or touched
-        (x0, y0), (x1, y1) = np.rint(alignment.to_photo(np.array([[-0.5, -0.5], [alignment.size - 0.5] * 2])) + 0.5)
-        return int(x0), int(y0), int(x1), int(y1)
-    s = alignment.size - 0.5
-    corners = alignment.to_photo(np.array([[-0.5, -0.5], [s, -0.5], [-0.5, s], [s, s]]))
-    (x0, y0), (x1, y1) = np.floor(corners.min(axis=0)) - margin, np.ceil(corners.max(axis=0)) + margin + 1
-    x0, y0 = int(min(max(x0, 0), width - 1)), int(min(max(y0, 0), height - 1))
-    x1, y1 = int(max(min(x1, width), x0 + 1)), int(max(min(y1, height), y0 + 1))
-    return x0, y0, x1, y1
-
-
-def _shifted(m: np.ndarray, x0: float, y0: float) -> np.ndarray:
-    """A photo -> crop matrix for a region of the photo starting at (x0, y0)."""
-    out = np.array(m, dtype=np.float64)
-    out[:, 2] += out[:, :2] @ [x0, y0]
-    return out
-
-
-def crop(photo: Photo, alignment: Alignment) -> np.ndarray:
-    """The aligned crop: size x size x 3 float32 RGB in [0, 1]; pixels beyond the photo repeat its edge.
-
-    A whole-image crop (--no-align) is resampled exactly as `fader train` resamples its images.
-    """
-    box = crop_footprint(alignment, photo.width, photo.height)
-    if alignment.whole:
-        x0, y0, x1, y1 = box
-        square = Image.fromarray(np.ascontiguousarray(photo.rgb8()[y0:y1, x0:x1]))
-        return resize_square(square, alignment.size).astype(np.float32) / 255
-    size = (alignment.size, alignment.size)
-    out = _warp(photo.rgb(box), _shifted(alignment.m, box[0], box[1]), size)
-    return np.clip(out, 0, 1, out=out)
-
-
-def crop_footprint(alignment: Alignment, width: int, height: int) -> tuple[int, int, int, int]:
-    """The box x0, y0, x1, y1 of photo pixels that `crop` reads (all a paste can change lies inside
-    it too): the crop's footprint and the reach of bicubic resampling around it."""
-    if alignment.whole:
-        return _footprint(alignment, width, height)
-    m = alignment.m
-    shrink = min(1.0, math.hypot(m[0, 0], m[1, 0]), math.hypot(m[0, 1], m[1, 1]))
-    return _footprint(alignment, width, height, margin=math.ceil(3 / shrink))
-
-
-# ---------------------------------------------------------------------------------------------
-# Paste-back
-
-
-def _weights(alignment: Alignment, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The paste-back weight (float32 in [0, 1]) of each photo pixel in the box x0, y0, x1, y1: an
-    ellipse in crop space, full inside MASK_FULL of it and fading to zero at its edge (smoothstep,
-    so no visible seam)."""
-    x0, y0, x1, y1 = box
-    if alignment.whole:
-        return np.ones((y1 - y0, x1 - x0), np.float32)
-    x = np.arange(x0, x1, dtype=np.float32)[None, :]
-    y = np.arange(y0, y1, dtype=np.float32)[:, None]
-    m = alignment.m.astype(np.float32)
-    size = alignment.size
-    u = (m[0, 0] * x + m[0, 1] * y + (m[0, 2] + 0.5)) / size - MASK_CENTRE[0]
-    v = (m[1, 0] * x + m[1, 1] * y + (m[1, 2] + 0.5)) / size - MASK_CENTRE[1]
-    t = np.clip((1 - np.hypot(u / MASK_RADII[0], v / MASK_RADII[1])) / (1 - MASK_FULL), 0, 1)
-    return t * t * (3 - 2 * t)
-
-
-def photo_mask(alignment: Alignment, width: int, height: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The paste-back weights in photo space: (weights of the box, box x0, y0, x1, y1); zero elsewhere."""
-    box = _footprint(alignment, width, height)
-    return _weights(alignment, box), box
-
-
-def paste(
-    photo: Photo,
-    alignment: Alignment,
-    crop: np.ndarray,
-    reference: np.ndarray | None = None,
-    *,
-    inplace: bool = False,
-) -> Photo:
-    """Put a crop-space result back into the photo, at the photo's resolution, under the soft mask.
-
-    With `reference` (the model's reconstruction of the same face), only the change crop -
-    reference is added to the photo's own pixels: detail the model cannot reproduce stays, and
-    crop == reference leaves the photo exactly as it was. Without it, the crop replaces the face
-    (blended at the mask's edge). Pixels where the mask is zero are never touched. Crops are
-    size x size x 3 RGB in [0, 1]. Returns the edited photo (a copy unless `inplace`).
-    """
-    out = photo if inplace else photo.copy()
-    size = alignment.size
-    for name, array in (("crop", crop), ("reference", reference)):
-        if array is not None and np.shape(array) != (size, size, 3):
-            raise ValueError(f"{name} must be {size} x {size} x 3, got {np.shape(array)}")
-    source = np.asarray(crop, np.float32) if reference is None else np.asarray(crop, np.float32) - reference
-    x0, y0, x1, y1 = _footprint(alignment, out.width, out.height)
-    # In bands of rows, so a face filling a 100-megapixel photo needs little memory.
-    for top in range(y0, y1, PASTE_BAND):
-        band = (x0, top, x1, min(top + PASTE_BAND, y1))
-        weights = _weights(alignment, band)
-        where = weights > 0
-        if not where.any():
-            continue
-        back = cv2.invertAffineTransform(alignment.m)
-        back[:, 2] -= (x0, top)  # into the band's own coordinates
-        warped = _warp(source, back, (x1 - x0, band[3] - top))
-        change = warped if reference is not None else warped - out.rgb(band)
-        out.add_change(change * weights[..., None], band, where)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Choosing faces, and the whole way from photo to crops
-
-
-def parse_face_choice(text: str) -> str | int:
-    """`--face`: "all", "largest", or an index into the faces sorted largest first (0 = largest)."""
-    value = text.strip().lower()
-    if value in ("all", "largest"):
-        return value
-    if value.isascii() and value.isdigit() and len(value) <= 6:  # "²".isdigit() too, and int() refuses it
-        return int(value)
-    raise UsageError(f"--face must be all, largest or a face index (0 = the largest), got {text!r}")
-
-
-def select_faces(faces: list[Face], choice: str | int, where: str = "the photo") -> list[tuple[int, Face]]:
-    """The chosen faces with their indices; NoFaceError when there is none to choose."""
-    if not faces:
-        raise NoFaceError(f"no face found in {where}")
-    if choice == "all":
-        return list(enumerate(faces))
-    if choice == "largest":
-        return [(0, faces[0])]
-    if not 0 <= choice < len(faces):
-        raise NoFaceError(f"no face {choice} in {where}: {len(faces)} found (0 = the largest)", code="no_such_face")
-    return [(choice, faces[choice])]
-
-
-def align_faces(
-    photo: Photo,
-    *,
-    size: int = DEFAULT_SIZE,
-    choice: str | int = "all",
-    align: bool = True,
-    threshold: float = DEFAULT_THRESHOLD,
-    model: str | os.PathLike | None = None,
-    max_faces: int = DEFAULT_LIMITS.max_faces,
-) -> list[AlignedFace]:
-    """Find, choose and align faces (at most `max_faces`, the largest): the crops a model takes.
-    With align=False the whole photo is one crop (resized to size x size). NoFaceError when no face
-    is found."""
-    if not align:
-        alignment = whole_image(photo.width, photo.height, size)
-        return [AlignedFace(0, None, alignment, crop(photo, alignment))]
-    where = str(photo.path) if photo.path else "the photo"
-    chosen = select_faces(find_faces(photo, threshold=threshold, model=model, max_faces=max_faces), choice, where)
-    aligned = []
-    for index, face in chosen:
-        alignment = alignment_for(face, size)
-        aligned.append(AlignedFace(index, face, alignment, crop(photo, alignment)))
-    return aligned
-
-
-def debug_view(photo: Photo, faces: list[AlignedFace]) -> np.ndarray:
-    """The photo (uint8 RGB) with each face's box, landmarks, crop outline and index drawn on it."""
-    view = np.array(photo.rgb8(), copy=True)
-    thickness = max(1, round(max(photo.width, photo.height) / 600))
-    colours = [(255, 64, 64), (64, 160, 255), (255, 255, 0), (255, 64, 255), (64, 255, 64)]
-    for item in faces:
-        s = item.alignment.size - 0.5
-        outline = item.alignment.to_photo(np.array([[-0.5, -0.5], [s, -0.5], [s, s], [-0.5, s]]))
-        cv2.polylines(view, [np.rint(outline).astype(np.int32)], True, (0, 255, 255), thickness, cv2.LINE_AA)
-        if item.face is None:
-            continue
-        x, y, w, h = item.face.box
-        cv2.rectangle(view, (round(x), round(y)), (round(x + w), round(y + h)), (0, 255, 0), thickness, cv2.LINE_AA)
-        radius = max(2, round(math.sqrt(item.face.area) / 40))
-        for (px, py), colour in zip(item.face.landmarks, colours):
-            cv2.circle(view, (round(px), round(py)), radius, colour, -1, cv2.LINE_AA)
-        cv2.putText(
-            view, str(item.index), (round(x), max(0, round(y) - 4 * thickness)),
-            cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thickness, (0, 255, 0), thickness, cv2.LINE_AA,
-        )
-    return view
-
-
-# ---------------------------------------------------------------------------------------------
-# Following faces from one video frame to the next
 
 
 def follow(

@@ -4,12 +4,13 @@
     analysis.estimates()                             # each face's own values, per model
     analysis.render({"Smiling": 1.5}).image          # a Photo: the same pixels as fader.edit's
     analysis.render(faces={0: {"Smiling": 0.2}}, max_size=800)   # one face; a preview
+    render_together([a1, a2, ...], {"Smiling": 1.5})   # several photos, their faces in one batch
 
 Fader.analyse finds and chooses the faces; each model encodes every face, estimates its own values
 and decodes its reconstruction there the first time a render (or `estimates`) needs that model, and
-keeps them. A render then costs one decode per model named, the composition and the paste-back:
-Fader.edit is an analysis rendered once, and `fader serve` renders one while a slider moves, so the
-web page, the HTTP API and `fader edit` give the same pixels.
+keeps them. A render then costs one decode per model named, the composition and the paste-back.
+Fader.edit and `fader edit` render analyses (render_together), `fader serve` renders one while a
+slider moves: the web page, the HTTP API and `fader edit` take this one path to their pixels.
 
 Chained models (each attribute goes to the first model that edits it) see the face as the model
 before them left it: their analyses and results are memoised by the values that made their input,
@@ -23,19 +24,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
 from fadercli import faces as facelib
-from fadercli.api import EditResult, FaceResult, ImageLike, Step, _resize, _tensor, _unit, paste_faces
-from fadercli.errors import NoFaceError, UsageError
-from fadercli.grids import fit_size, resize
-from fadercli.images import Photo, from_array
-
-if TYPE_CHECKING:
-    from fadercli.api import Fader, Model
+from fadercli.engine.chain import Chain, Model, Step
+from fadercli.engine.results import EditResult, FaceResult
+from fadercli.errors import UsageError
+from fadercli.media.grids import fit_size, resize
+from fadercli.media.images import Photo, from_array
+from fadercli.net.tensors import from_crops, to_unit
+from fadercli.net.tensors import resize as resize_crops
 
 MEMO_ENTRIES = 6  # chained models' analyses and results kept (a few renders' worth)
 PREVIEW_SIZES = 2  # downscaled copies of the photo kept for previews
@@ -51,21 +52,22 @@ class _Preview:
 
 
 class Analysis:
-    """One photo's faces, ready to be rendered with any values (made by Fader.analyse).
+    """One photo's faces, ready to be rendered with any values (made by Fader.analyse) by a chain of
+    models (shared: models loaded into it later are seen too).
 
     Thread-safe: renders of one analysis run one at a time."""
 
     def __init__(
         self,
-        fader: Fader,
-        source: ImageLike,
+        chain: Chain,
+        source: Any,
         photo: Photo,
         faces: list[tuple[int, facelib.Face | None]],
         where: str,
         seconds: float,
     ):
-        self.fader = fader
-        self.source = source
+        self.chain = chain
+        self.source = source  # what was given: a path, a Photo, a PIL image or an array
         self.photo = photo
         self.where = where  # what error messages call the photo
         self.seconds = seconds  # the time finding the faces took
@@ -102,22 +104,23 @@ class Analysis:
                         for a in [facelib.alignment_for(f, size)]
                     ]
             aligned = self._aligned[size]
-        if choice == "all":
-            return aligned
-        if choice == "largest":
-            return aligned[:1]
-        return [aligned[self._row(choice)]]
+        chosen = facelib.pick([(i, a) for (i, _), a in zip(self._faces, aligned)], choice, self.where, self._counted)
+        return [a for _, a in chosen]
+
+    @property
+    def _counted(self) -> str:
+        return "analysed" if len(self._faces) > 1 or self._faces[0][0] != 0 else "found"
 
     def _row(self, index: int) -> int:
-        for row, (i, _) in enumerate(self._faces):
-            if i == index:
-                return row
-        found = f"{len(self._faces)} analysed" if len(self._faces) > 1 or self._faces[0][0] != 0 else "1 found"
-        raise NoFaceError(f"no face {index} in {self.where}: {found} (0 = the largest)", code="no_such_face")
+        """The row of the analysed face with this index among the photo's faces."""
+        [(row, _)] = facelib.pick(
+            [(i, row) for row, (i, _) in enumerate(self._faces)], index, self.where, self._counted
+        )
+        return row
 
     def _crop_tensor(self, size: int) -> torch.Tensor:
         if size not in self._crops:
-            self._crops[size] = _tensor([f.crop for f in self.aligned(size)]).to(self.fader.device)
+            self._crops[size] = from_crops([f.crop for f in self.aligned(size)]).to(self.chain.device)
         return self._crops[size]
 
     # ------------------------------------------------------------ what the models see
@@ -126,7 +129,7 @@ class Analysis:
         """The model's analysis of every face's own crop (aligned at `size`): features, estimate, recon."""
         key = (id(model), size)
         if key not in self._own:
-            self._own[key] = model.editor.analyse(_resize(self._crop_tensor(size), model.size))
+            self._own[key] = model.editor.analyse(resize_crops(self._crop_tensor(size), model.size))
         return self._own[key]
 
     def estimates(self) -> list[FaceResult]:
@@ -134,14 +137,14 @@ class Analysis:
         as an edit with that model alone sees the face)."""
         with self._lock:
             results = self.faces
-            for model in self.fader.models:
+            for model in self.chain.models:
                 _, estimate, _ = self._analysis_of(model, model.size)
                 for result, row in zip(results, estimate.tolist()):
                     result.estimated.update(zip(model.attributes.names, row))
             return results
 
     def _stage(self, size: int, rows: tuple[int, ...], plan: list[Step]):
-        """Fader._edit_crops's stage for these faces: each step's analysis and result memoised by
+        """Chain.run's stage for these faces: each step's analysis and result memoised by
         what determines them (the faces, the crop size and the steps up to it with their values)."""
         everyone = rows == tuple(range(len(self._faces)))
 
@@ -200,7 +203,7 @@ class Analysis:
         if max_size is not None and max_size < 16:
             raise UsageError(f"max_size must be at least 16 pixels, got {max_size}")
         if faces is None:
-            self.fader.plan(values, shift)  # a render of every face must edit something, as fader edit
+            self.chain.plan(values, shift)  # a render of every face must edit something, as fader edit
             groups = {(_frozen(values), _frozen(shift)): tuple(range(len(self._faces)))}
         else:
             groups: dict[tuple, tuple[int, ...]] = {}
@@ -208,19 +211,19 @@ class Analysis:
                 given = faces[index]
                 row = self._row(int(index))
                 if given:
-                    self.fader.plan(given, None)  # names and values checked before any work
+                    self.chain.plan(given, None)  # names and values checked before any work
                     key = (_frozen(given), ())
                     groups[key] = (*groups.get(key, ()), row)
         with self._lock:
             pasted: list[tuple[int, facelib.Alignment, np.ndarray, np.ndarray]] = []
             results: list[FaceResult] = []
             for (given, shifted), rows in groups.items():
-                plan = self.fader.plan(dict(given), dict(shifted))
+                plan = self.chain.plan(dict(given), dict(shifted))
                 size = max(step.model.size for step in plan)
                 x = self._crop_tensor(size)
                 x = x if len(rows) == len(self._faces) else x[list(rows)]
-                composed, estimated, targets = self.fader._edit_crops(x, plan, self._stage(size, rows, plan))
-                edited, reference = _unit(composed), _unit(x)
+                composed, estimated, targets = self.chain.run(x, plan, self._stage(size, rows, plan))
+                edited, reference = to_unit(composed), to_unit(x)
                 aligned = self.aligned(size)
                 for k, row in enumerate(rows):
                     index, face = self._faces[row]
@@ -232,7 +235,7 @@ class Analysis:
             if max_size is not None and max(self.photo.width, self.photo.height) > max_size:
                 preview = self._preview(max_size)
                 base, alignments = preview.photo, [a.scaled(preview.sx, preview.sy) for a in alignments]
-            image = paste_faces(base, alignments, [e for *_, e, _ in pasted], [r for *_, r in pasted])
+            image = facelib.paste_faces(base, alignments, [e for *_, e, _ in pasted], [r for *_, r in pasted])
             if image is base:
                 image = base.copy()
         return EditResult(self.source, image, results, time.perf_counter() - started)
@@ -270,3 +273,34 @@ class Analysis:
 
 def _frozen(values: Mapping[str, float] | None) -> tuple[tuple[str, float], ...]:
     return tuple((name, float(value)) for name, value in (values or {}).items())
+
+
+def render_together(
+    analyses: list[Analysis], values: Mapping[str, float] | None, shift: Mapping[str, float] | None
+) -> list[EditResult]:
+    """Every face of several analysed photos edited alike, the faces of all of them through the
+    models in one batch (as `fader edit` edits a folder); one photo is `Analysis.render`'s."""
+    if len(analyses) == 1:
+        return [analyses[0].render(values, shift)]
+    started = time.perf_counter()
+    chain = analyses[0].chain
+    plan = chain.plan(values, shift)
+    size = max(step.model.size for step in plan)
+    x = torch.cat([a._crop_tensor(size) for a in analyses])
+    composed, estimated, targets = chain.run(x, plan)
+    edited, reference = to_unit(composed), to_unit(x)
+    model_seconds = (time.perf_counter() - started) / len(x)
+    out, first = [], 0
+    for a in analyses:
+        started = time.perf_counter()
+        rows = range(first, first + len(a._faces))
+        image = facelib.paste_faces(
+            a.photo, [f.alignment for f in a.aligned(size)], edited[first : rows.stop], reference[first : rows.stop]
+        )
+        faces = [
+            FaceResult(index, face.box if face else None, estimated[k], targets[k])
+            for (index, face), k in zip(a._faces, rows)
+        ]
+        out.append(EditResult(a.source, image, faces, model_seconds * len(rows) + time.perf_counter() - started))
+        first = rows.stop
+    return out

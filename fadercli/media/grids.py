@@ -104,7 +104,12 @@ def gif_bytes(frames: Sequence[Image.Image], *, fps: float = 8.0, loop: bool = T
     duration = 10 * max(2, round(100 / fps))
     buffer = io.BytesIO()
     paletted[0].save(
-        buffer, format="GIF", save_all=True, append_images=paletted[1:], duration=duration,
-        disposal=1, **({"loop": 0} if loop else {}),  # no loop key: play once
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=paletted[1:],
+        duration=duration,
+        disposal=1,
+        **({"loop": 0} if loop else {}),  # no loop key: play once
     )
     return buffer.getvalue()

@@ -14,17 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from fadercli.attributes import AttributeSet
-from fadercli.model import AutoEncoder, Classifier, ClassifierConfig
-
-
-def to_tensor(images: np.ndarray, device: torch.device, flips: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1], mirrored where `flips` says."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
-    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    if flips is not None and flips.any():
-        mask = torch.from_numpy(flips).to(device)
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    return x
+from fadercli.net.model import AutoEncoder, Classifier, ClassifierConfig
+from fadercli.net.tensors import from_uint8
 
 
 def one_hot(attributes: AttributeSet, labels: torch.Tensor) -> torch.Tensor:
@@ -137,9 +128,9 @@ RELIABLE_ACCURACY = 0.98
 # An edit counts only where it looks like the real thing: a classifier tips over for a blurred
 # smudge of glasses or a red patch of smile (docs/experiments.md). Sharpness: the edited faces'
 # edge strength where the edits change them, against real faces that have the target value, in
-# the same places. A pixel is changed by an edit beyond CHANGED ([-1, 1] units); an edit less
-# sharp than all but REAL_TAIL of the real faces does not count as a success, and a direction
-# whose median is outside SHARPNESS_RANGE is flagged (blurred below it, leftovers above).
+# the same places (edge_ratio). A pixel is changed by an edit beyond CHANGED ([-1, 1] units); an
+# edit outside what all but REAL_TAIL of the real faces show does not count as a success, and a
+# direction whose median is outside SHARPNESS_RANGE is flagged (blurred below it, leftovers above).
 CHANGED = 0.1
 REAL_TAIL = 0.02
 SHARPNESS_RANGE = (0.7, 1.5)
@@ -180,7 +171,7 @@ def evaluate(
     psnr: reconstruction PSNR of the decode from the true labels (dB); n_faces;
     warnings: one line for each figure that is not reliable, and why (see `warnings`).
     """
-    from fadercli.editor import Editor, compose
+    from fadercli.net.editor import Editor
 
     editor = Editor(ae, device)
     names = attributes.names
@@ -192,37 +183,26 @@ def evaluate(
     psnrs, n = [], 0
     for images, labels in batches:
         n += len(images)
-        x = to_tensor(images, device)
+        x = from_uint8(images, device)
         y = torch.from_numpy(labels).to(device)
         features, estimate, recon = editor.analyse(x)  # the model in eval mode, as `fader edit` runs it
         psnrs.append(psnr(editor.decode(features, y.float()), x).cpu())
         clf_correct += (predict(attributes, clf(x)) == y).sum(0).cpu().numpy()
         for i, a in enumerate(attributes):
             for direction, category in keys[a.name]:
-                rows = (y[:, i] != category).nonzero()[:, 0]
-                if len(rows) == 0:
-                    continue
-                picked = [f[rows] for f in features]
-                target = y[rows].float()
-                target[:, i] = category
-                decoded = editor.decode(picked, target)
-                values = estimate[rows].clone()
-                values[:, i] = category
-                edited = compose(x[rows], recon[rows], editor.decode(picked, values))
-                seen = predict(attributes, clf(edited))[:, i] == category
-                sharp, enough = edge_ratio(x[rows], edited, x[y[:, i] == category])
-                sharpness[a.name][direction].append(sharp.cpu())
-                counts[a.name][direction] += [
-                    len(rows),
-                    (seen & (sharp >= enough)).sum().item(),
-                    (predict(attributes, clf(decoded))[:, i] == category).sum().item(),
-                    seen.sum().item(),
-                ]
+                found = _judge_direction(editor, clf, attributes, x, y, (features, estimate, recon), i, category)
+                if found is not None:
+                    sharpness[a.name][direction].append(found[0])
+                    counts[a.name][direction] += found[1]
 
     def share(column: int) -> dict:
-        return {name: {d: round(float(c[column] / c[0]), 4) if c[0] else math.nan for d, c in by.items()} for name, by in counts.items()}
+        return {
+            name: {d: round(float(c[column] / c[0]), 4) if c[0] else math.nan for d, c in by.items()}
+            for name, by in counts.items()
+        }
 
     all_psnr = torch.cat(psnrs) if psnrs else torch.zeros(0)
+
     def median(values: list[torch.Tensor]) -> float:
         values = torch.cat(values) if values else torch.zeros(0)
         values = values[values.isfinite()]
@@ -242,6 +222,43 @@ def evaluate(
     return result
 
 
+def _judge_direction(
+    editor,
+    clf: Classifier,
+    attributes: AttributeSet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    analysis: tuple,
+    i: int,
+    category: int,
+) -> tuple[torch.Tensor, list[int]] | None:
+    """The faces of a batch that do not have `category` of attribute i, set to it: the edits'
+    sharpness, and [faces, composed (classifier and sharp enough), decoded, composed (classifier
+    alone)] counts of what the classifier sees; None if every face has it already."""
+    from fadercli.net.editor import compose
+
+    features, estimate, recon = analysis
+    rows = (y[:, i] != category).nonzero()[:, 0]
+    if len(rows) == 0:
+        return None
+    picked = [f[rows] for f in features]
+    target = y[rows].float()
+    target[:, i] = category
+    decoded = editor.decode(picked, target)
+    values = estimate[rows].clone()
+    values[:, i] = category
+    edited = compose(x[rows], recon[rows], editor.decode(picked, values))
+    seen = predict(attributes, clf(edited))[:, i] == category
+    sharp, real = edge_ratio(x[rows], edited, x[y[:, i] == category])
+    counts = [
+        len(rows),
+        (seen & real).sum().item(),
+        (predict(attributes, clf(decoded))[:, i] == category).sum().item(),
+        seen.sum().item(),
+    ]
+    return sharp.cpu(), counts
+
+
 def _edges(x: torch.Tensor) -> torch.Tensor:
     """(B, H, W) edge strength: the gradient magnitude of the grey image (central differences)."""
     grey = F.pad(x.float().mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
@@ -250,21 +267,26 @@ def _edges(x: torch.Tensor) -> torch.Tensor:
     return (gx.pow(2) + gy.pow(2)).sqrt()[:, 0]
 
 
-def edge_ratio(x: torch.Tensor, edited: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, float]:
+def edge_ratio(x: torch.Tensor, edited: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per edited face, its edge strength where the edits of this batch change faces, against the
     mean of `real` faces (that have the target value) in the same place: about 1 for an edit that
     draws what real faces show, well below for a blurred one, above for leftovers and artefacts;
-    and the least ratio that counts as real: what all but REAL_TAIL of the real faces reach
-    themselves. NaN (and inf) where nothing changed or no real face is at hand. Faces are aligned,
-    so an attribute sits in the same place in all of them; the region is the batch's, so every
-    face is measured alike."""
+    and whether each edit looks real. Where the target value brings detail (glasses drawn, a smile
+    opened) an edit must be as sharp as all but REAL_TAIL of the real faces; where it takes detail
+    away (glasses removed) it must not keep more than all but REAL_TAIL of them (leftovers). NaN,
+    and True, where nothing changed or no real face is at hand. Faces are aligned, so an attribute
+    sits in the same place in all of them; the region is the batch's, so every face is measured alike."""
     changed = ((edited - x).abs().amax(1) > CHANGED).float()
     region = F.max_pool2d(changed.mean(0, keepdim=True)[None], 3, 1, 1)[0, 0]  # where edits draw, softly
     if len(real) < 2 or float(region.sum()) == 0:
-        return torch.full((len(x),), math.nan, device=x.device), math.inf
+        return torch.full((len(x),), math.nan, device=x.device), torch.ones(len(x), dtype=torch.bool, device=x.device)
     real_strength = (_edges(real) * region).flatten(1).sum(1)
     mean = real_strength.mean().clamp_min(1e-6)
-    return (_edges(edited) * region).flatten(1).sum(1) / mean, float(torch.quantile(real_strength / mean, REAL_TAIL))
+    ratio = (_edges(edited) * region).flatten(1).sum(1) / mean
+    before = (_edges(x) * region).flatten(1).sum(1).mean()  # the faces as they were, with the other value
+    if before <= mean:  # the target brings detail: it must be drawn sharply
+        return ratio, ratio >= torch.quantile(real_strength / mean, REAL_TAIL)
+    return ratio, ratio <= torch.quantile(real_strength / mean, 1 - REAL_TAIL)  # detail taken away: no leftovers
 
 
 def margin(share: float, n: int) -> float:
@@ -314,8 +336,9 @@ def summary_lines(result: dict) -> list[str]:
     lines = [
         f"reconstruction PSNR: {result['psnr']:.2f} dB (decoded at the true labels, {result['n_faces']} validation faces)",
         "swap accuracy: share of validation faces that the run's evaluation classifier sees with the attribute "
-        f"changed after `fader edit` changes it, counting only edits as sharp as {1 - REAL_TAIL:.0%} of real faces "
-        "with that value (± is the 95% margin; the classifier alone, the bare decode, and the edits' median "
+        f"changed after `fader edit` changes it, counting only edits whose detail is that of {1 - REAL_TAIL:.0%} of "
+        "the real faces with that value (as sharp where the value draws something, no leftovers where it takes "
+        "something away; ± is the 95% margin; the classifier alone, the bare decode, and the edits' median "
         "sharpness against real faces in brackets):",
     ]
     for name, by in result["swap_accuracy"].items():
@@ -325,8 +348,10 @@ def summary_lines(result: dict) -> list[str]:
             decoded = result["swap_accuracy_decoded"][name][direction]
             alone = result.get("swap_accuracy_classifier", {}).get(name, {}).get(direction, math.nan)
             sharp = result.get("sharpness", {}).get(name, {}).get(direction, math.nan)
-            parts.append(f"{direction} {share:.1%} ±{margin(share, faces):.1%} [classifier {alone:.1%}, decode "
-                         f"{decoded:.1%}, sharpness {sharp:.2f}] of {faces}")
+            parts.append(
+                f"{direction} {share:.1%} ±{margin(share, faces):.1%} [classifier {alone:.1%}, decode "
+                f"{decoded:.1%}, sharpness {sharp:.2f}] of {faces}"
+            )
         accuracy = result["classifier_accuracy"][name]
         flag = "" if accuracy >= RELIABLE_ACCURACY else "  NOT RELIABLE"
         lines.append(f"  {name}: " + "; ".join(parts) + f"; classifier {accuracy:.1%} right on clean faces{flag}")

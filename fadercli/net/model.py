@@ -52,7 +52,9 @@ def _normalise_attributes(obj, attributes) -> None:
     except (TypeError, ValueError):
         raise ValueError(f"attributes must be (name, n_categories) pairs, got {attributes!r}"[:300]) from None
     if not pairs or any(not 2 <= n <= MAX_CATEGORIES for _, n in pairs):
-        raise ValueError(f"attributes must be (name, n_categories of 2 to {MAX_CATEGORIES}) pairs, got {attributes!r}"[:300])
+        raise ValueError(
+            f"attributes must be (name, n_categories of 2 to {MAX_CATEGORIES}) pairs, got {attributes!r}"[:300]
+        )
     if len(pairs) > MAX_ATTRIBUTES:
         raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, got {len(pairs)}")
     object.__setattr__(obj, "attributes", pairs)
@@ -77,7 +79,13 @@ class _ConfigMixin:
         for name, value in data.items():
             default = known[name]
             # bool is an int, and an int is a fine float: check the types a JSON reader gives.
-            wanted = (list, tuple) if isinstance(default, tuple) else (int, float) if type(default) is float else type(default)
+            wanted = (
+                (list, tuple)
+                if isinstance(default, tuple)
+                else (int, float)
+                if type(default) is float
+                else type(default)
+            )
             if type(value) is bool and type(default) is not bool or not isinstance(value, wanted):
                 raise ValueError(f"{cls.__name__} field {name} has the wrong type: {value!r}"[:300])
         return cls(**data)
@@ -202,9 +210,7 @@ class AutoEncoder(nn.Module):
         super().__init__()
         self.config = config
         n, skip = config.n_layers, config.n_skip
-        self.enc_layers = nn.ModuleList(
-            _down_block(config, i, instance_norm=config.instance_norm) for i in range(n)
-        )
+        self.enc_layers = nn.ModuleList(_down_block(config, i, instance_norm=config.instance_norm) for i in range(n))
         dec = []
         for i in reversed(range(n)):  # decoder block k mirrors encoder block n - 1 - k
             has_skip = n - 1 - skip <= i < n - 1
@@ -265,9 +271,7 @@ class Classifier(nn.Module):
     def __init__(self, config: ClassifierConfig):
         super().__init__()
         self.config = config
-        self.conv_layers = nn.Sequential(
-            *(_down_block(config, i, config.dropout) for i in range(config.n_blocks))
-        )
+        self.conv_layers = nn.Sequential(*(_down_block(config, i, config.dropout) for i in range(config.n_blocks)))
         self.proj_layers = _proj(config.fm(config.n_blocks - 1), config.hid_dim, config.n_attr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,11 @@ are written back with their own palette.
 
 from __future__ import annotations
 
-import glob
 import io
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,8 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fadercli.errors import FaderError, InputError, OutputError, UsageError
-from fadercli.files import atomic_path
+from fadercli.errors import FaderError, InputError
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.limits import MEGA, PILLOW_CEILING, Limits
 
@@ -41,9 +39,14 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "PPM")
 READABLE = "JPEG, PNG, WebP, GIF, TIFF, BMP, PPM/PGM"
 # Kinds of files people mistake for photos, by their first bytes: only for a clearer refusal.
 _OTHER_KINDS = (
-    (b"%!PS", "a PostScript file"), (b"\xc5\xd0\xd3\xc6", "a PostScript (EPS) file"), (b"%PDF", "a PDF document"),
-    (b"<svg", "an SVG drawing"), (b"<?xml", "an XML file"), (b"8BPS", "a Photoshop file"),
-    (b"\x00\x00\x01\x00", "a Windows icon"), (b"\x00\x00\x00\x0cjP", "a JPEG 2000 image"),
+    (b"%!PS", "a PostScript file"),
+    (b"\xc5\xd0\xd3\xc6", "a PostScript (EPS) file"),
+    (b"%PDF", "a PDF document"),
+    (b"<svg", "an SVG drawing"),
+    (b"<?xml", "an XML file"),
+    (b"8BPS", "a Photoshop file"),
+    (b"\x00\x00\x01\x00", "a Windows icon"),
+    (b"\x00\x00\x00\x0cjP", "a JPEG 2000 image"),
     (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
 )
 
@@ -179,7 +182,9 @@ def _orient(array: np.ndarray, orientation: int | None) -> np.ndarray:
     return np.ascontiguousarray(op(array)) if op else array
 
 
-def _read_16bit_colour_png(data: np.ndarray, name: str, orientation: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_16bit_colour_png(
+    data: np.ndarray, name: str, orientation: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     import cv2
 
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -212,7 +217,9 @@ def _kind_of(head: bytes) -> str | None:
 
 
 @contextmanager
-def open_image(source: str | os.PathLike | io.BytesIO, name: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Image.Image]:
+def open_image(
+    source: str | os.PathLike | io.BytesIO, name: str, limits: Limits = DEFAULT_LIMITS
+) -> Iterator[Image.Image]:
     """The gate every untrusted image goes through: a lazily decoded Pillow image of an allowed format
     (ALLOWED_FORMATS: none that hands the file to another program) whose size is within `limits`,
     checked from the header before any pixel is decoded. Any failure inside the block, Pillow's and
@@ -317,11 +324,6 @@ def from_pil(image: Image.Image) -> Photo:
     return _from_pil(ImageOps.exif_transpose(image), image.format, None)
 
 
-def to_pil(photo: Photo) -> Image.Image:
-    """The photo as a Pillow image in its own mode (16-bit colour comes back as 8-bit RGB)."""
-    return _to_pil(photo, "PNG")
-
-
 def from_array(rgb: np.ndarray) -> Photo:
     """A Photo from an H x W x 3 uint8 RGB array (or uint16; or H x W grey), e.g. from a notebook."""
     array = np.asarray(rgb)
@@ -333,13 +335,6 @@ def from_array(rgb: np.ndarray) -> Photo:
         raise InputError(f"expected an H x W x 3 (RGB) or H x W (grey) array, got shape {array.shape}")
     mode = "L" if array.shape[2] == 1 else "RGB"
     return Photo(np.ascontiguousarray(array), mode, source_mode=mode)
-
-
-def image_format(path: str | os.PathLike) -> str | None:
-    """The Pillow format an output name asks for by its extension (None if unknown)."""
-    suffix = Path(path).suffix.lower()
-    Image.preinit()  # the common formats; loading every plugin (registered_extensions) costs ~0.05 s
-    return Image.EXTENSION.get(suffix) or Image.registered_extensions().get(suffix)
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
@@ -356,147 +351,3 @@ def resize_square(image: Image.Image, size: int) -> np.ndarray:
         method = Image.Resampling.LANCZOS if image.width < size else Image.Resampling.BOX
         image = image.resize((size, size), method)
     return np.asarray(image, dtype=np.uint8)
-
-
-def output_format(name: str) -> tuple[str, str]:
-    """`--format` (png, jpg, webp, ...) -> (Pillow's format name, the file extension to use)."""
-    fmt = name.strip().lstrip(".").upper()
-    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
-    extensions = [ext for ext, f in Image.registered_extensions().items() if f == fmt]
-    if fmt not in Image.SAVE or not extensions:
-        raise UsageError(f"--format {name}: not an image format fader can write (e.g. png, jpg, webp, tiff)")
-    preferred = {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt, f".{fmt.lower()}")
-    return fmt, preferred if preferred in extensions else sorted(extensions)[0]
-
-
-def _to_pil(photo: Photo, fmt: str) -> Image.Image:
-    """The photo as a Pillow image in the mode the format can store that is closest to the input's."""
-    pixels, alpha = photo.pixels, photo.alpha
-    if photo.bits == 16 and not (fmt in ("PNG", "TIFF") and photo.mode == "L" and alpha is None):
-        # Pillow keeps 16 bits for plain grey only (16-bit RGB PNG goes through OpenCV, see save_image).
-        pixels = _to_8bit(pixels)
-        alpha = None if alpha is None else _to_8bit(alpha)
-    if photo.mode == "L":
-        if pixels.dtype == np.uint16:
-            return Image.fromarray(pixels[..., 0])  # I;16
-        if alpha is not None:
-            return Image.fromarray(np.dstack([pixels, alpha]), "LA")
-        im = Image.fromarray(pixels[..., 0], "L")
-        return im.convert("1", dither=Image.Dither.NONE) if photo.source_mode == "1" else im
-    if photo.mode == "CMYK":
-        return Image.fromarray(pixels, "CMYK")
-    if alpha is not None:
-        return Image.fromarray(np.dstack([pixels, alpha]), "RGBA")
-    return Image.fromarray(pixels, "RGB")
-
-
-def _fit_format(im: Image.Image, fmt: str, photo: Photo) -> Image.Image:
-    """Convert to a mode the format can store, losing as little as possible."""
-    if fmt == "JPEG":
-        if im.mode in ("RGBA", "LA"):
-            return im.convert(im.mode[:-1])
-        return im if im.mode in ("L", "RGB", "CMYK") else im.convert("L" if im.mode == "1" else "RGB")
-    if fmt == "GIF":
-        if photo.palette is not None:
-            return _with_palette(im.convert("RGB"), photo.palette)
-        return im.convert("RGB").quantize(dither=Image.Dither.NONE)
-    if im.mode == "CMYK" and fmt not in ("TIFF", "PDF"):
-        return im.convert("RGB")
-    return im
-
-
-def _with_palette(im: Image.Image, palette: Image.Image) -> Image.Image:
-    """A palette image in `palette`'s colours: each colour found in the palette gets its exact entry
-    (Pillow's quantize is approximate), so untouched pixels keep their colours; others the nearest."""
-    entries = np.array(palette.getpalette()[:768], dtype=np.int64).reshape(-1, 3)
-    rgb = np.asarray(im).astype(np.int64)
-    keys, entry_keys = rgb @ [65536, 256, 1], entries @ [65536, 256, 1]
-    order = np.argsort(entry_keys, kind="stable")
-    at = np.minimum(np.searchsorted(entry_keys[order], keys), len(order) - 1)
-    exact = entry_keys[order][at] == keys
-    nearest = np.asarray(im.quantize(palette=palette, dither=Image.Dither.NONE))
-    out = Image.fromarray(np.where(exact, order[at], nearest).astype(np.uint8), "P")
-    out.putpalette(palette.getpalette())
-    return out
-
-
-def save_image(photo: Photo, path: str | os.PathLike, *, format: str | None = None, quality: int = 95) -> Path:
-    """Write `photo` atomically; the format is `format`, else the extension's, else the input's.
-
-    The input's mode and bit depth are kept where the format allows: grey stays grey, RGBA keeps its
-    alpha, 16-bit PNG stays 16-bit. ICC profile, DPI and EXIF (orientation already applied) go along.
-    """
-    path = Path(path)
-    fmt = (format or image_format(path) or photo.format or "PNG").upper()
-    if fmt not in Image.SAVE and fmt != "JPG":
-        raise OutputError(f"{path}: cannot write the format {fmt}")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: no such folder {path.parent}")
-    with atomic_path(path) as tmp:
-        try:
-            tmp.write_bytes(encode_image(photo, fmt, quality=quality))
-        except OutputError as e:
-            raise OutputError(f"cannot write {path}: {e}") from None
-    return path
-
-
-def encode_image(photo: Photo, format: str, *, quality: int = 95) -> bytes:
-    """The bytes save_image writes for `photo` in `format` (PNG, JPEG, WEBP, ...)."""
-    fmt = format.upper()
-    fmt = "JPEG" if fmt == "JPG" else fmt
-    Image.preinit()  # the common formats; the rest only when asked for
-    if fmt not in Image.SAVE:
-        Image.init()
-    if fmt not in Image.SAVE:
-        raise OutputError(f"cannot write the format {fmt}")
-    if fmt == "PNG" and photo.bits == 16 and photo.mode == "RGB":
-        return _encode_16bit_colour_png(photo)
-    im = _fit_format(_to_pil(photo, fmt), fmt, photo)
-    options = {k: v for k, v in photo.info.items() if k in ("icc_profile", "dpi", "exif")}
-    if fmt == "JPEG":
-        options.update(quality=quality, subsampling=0)
-    elif fmt == "PNG":
-        options.update(compress_level=4)  # as small as the default 6 on photos, 1.5x faster
-    buffer = io.BytesIO()
-    try:
-        im.save(buffer, format=fmt, **options)
-    except (OSError, ValueError) as e:
-        raise OutputError(str(e).splitlines()[0] if str(e) else f"cannot encode {fmt}") from None
-    return buffer.getvalue()
-
-
-def _encode_16bit_colour_png(photo: Photo) -> bytes:
-    import cv2
-
-    bgr = photo.pixels[..., ::-1]
-    if photo.alpha is not None:
-        bgr = np.dstack([bgr, photo.alpha.astype(np.uint16)])
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(bgr))
-    if not ok:
-        raise OutputError("cannot encode a 16-bit PNG")
-    return data.tobytes()
-
-
-def expand_inputs(inputs: Iterable[str | os.PathLike], *, clips: bool = False) -> list[Path]:
-    """Files as given, folders as the images inside them (and with `clips` the videos; sorted), glob
-    patterns expanded."""
-    from fadercli.video import VIDEO_SUFFIXES
-
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            extensions = set(Image.registered_extensions())  # loads every Pillow plugin: only for folders
-            extensions |= VIDEO_SUFFIXES if clips else set()
-            images = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
-            found += sorted(p for p in images if p.suffix.lower() in extensions)
-        elif path.exists():
-            found.append(path)
-        elif any(ch in str(item) for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(item)) if os.path.isfile(p))
-            if not matches:
-                raise InputError(f"{item}: no file matches")
-            found += matches
-        else:
-            raise InputError(f"{item}: no such file")
-    return found

@@ -1,167 +1,22 @@
-"""Procedural cartoon faces with known attributes and exact counterfactuals, in many styles.
-
-Every face is a set of random parameters plus four binary attributes. The parameters cover the
-drawing (line weight 1-3 px, face and feature shapes, hair, eyes, noses, mouths, ink outlines),
-the scene (plain, gradient, striped, checked, radial or mottled backgrounds; lighting) and the
-camera (pose, scale, blur, noise, JPEG artefacts). Each attribute's look follows from traits
-the face shows whether or not it has the attribute (frame shape from the face's shape, frame
-width from the line weight, frame colour from the hair, hat kind from the hair, hat colour from
-the background, smile kind from the mouth), so across faces every variant appears (round,
-rectangular, rimless, tinted and dark lenses; caps, brimmed hats, beanies, top hats; open,
-toothy and laughing smiles; full beards, goatees, stubble), yet a flipped face's counterfactual
-is fully determined by what the face shows.
-
-Rendering is a pure function of the parameters (the camera noise comes from a seed of each
-face's own), so the same face drawn again with one attribute flipped is its exact
-counterfactual: the ground truth that tests, benchmarks and the offline demo compare edits with.
-
-`STYLES` are sampling configurations: "mixed" (every knob over its whole range; the default),
-"clean" (drawings without camera effects), "plain" (one drawing convention, clean: what a short
-run learns quickly), "thin" (hairline strokes, low contrast, a soft camera), and "heldout", which
-no tuning ever looks at: it keeps one check of the training recipe on a style it was not chosen
-on (docs/experiments.md). Vectorised over a batch with
-numpy: a few milliseconds a face at 64 px.
+"""Drawing the toy faces of toyfaces.py: a pure function of their parameters, vectorised over a batch
+with numpy (a few milliseconds a face at 64 px), so a face drawn again with one attribute flipped is
+its exact counterfactual. The drawing is one pass over layers (background, head, hair, eyes, nose,
+mouth, beard, glasses, hat, camera), each a few lines over the face's shared coordinate grid.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 
-ATTRIBUTES = ("Eyeglasses", "Smiling", "Hat", "Beard")
-
-_PALETTES = {
-    "skin": np.array([[255, 224, 196], [241, 194, 150], [224, 172, 125], [198, 134, 92], [141, 85, 56],
-                      [95, 60, 40], [250, 210, 190], [180, 120, 80], [170, 210, 160], [180, 190, 240]], float),
-    "pale": np.array([[250, 235, 220], [235, 215, 200], [225, 225, 235], [240, 225, 190]], float),
-    "hair": np.array([[30, 25, 22], [90, 56, 32], [160, 110, 60], [225, 190, 110], [200, 90, 40],
-                      [140, 140, 140], [235, 235, 225], [60, 40, 90]], float),
-}
 _IRIS = np.array([[60, 40, 25], [40, 90, 160], [60, 120, 60], [90, 70, 50], [110, 110, 120], [30, 30, 30]], float)
+
+
 # Indexed by the hair kind (short, long, curly, bald): the hat and the beard that face wears
 # (bald heads wear rimless glasses).
 _HAT_FOR_HAIR = np.array([0, 1, 2, 3])  # cap, brimmed hat, beanie, top hat
+
+
 _BEARD_FOR_HAIR = np.array([0, 0, 1, 2])  # full, full, goatee, stubble
-# Indexed by the mouth kind: (neutral mouth, smile) = (line, open with teeth), (closed lips,
-# wide grin), (slight frown, open laugh).
-
-# How sample() draws each parameter:
-#   ("uniform", lo, hi)  ("normal", mean, sd)  ("choice", w0, w1, ...): a category index, weights w
-#   ("zero_or", p, lo, hi): 0 with probability p, else uniform  ("colour", lo, hi): RGB, channels uniform
-#   ("palette", name): a colour of that palette, jittered
-SPECS: dict[str, tuple] = {
-    "angle": ("normal", 0.0, 0.12),  # radians
-    "scale": ("uniform", 0.86, 1.12),
-    "dx": ("normal", 0.0, 0.035),
-    "dy": ("normal", 0.0, 0.035),
-    "turn": ("uniform", -0.1, 0.1),  # features shifted sideways, as in a slightly turned head
-    "skin": ("palette", "skin"),
-    "face_w": ("uniform", 0.45, 0.57),
-    "face_h": ("uniform", 0.57, 0.69),
-    "jaw": ("uniform", 2.0, 3.2),  # superellipse exponent of the face: round to square
-    "blush": ("zero_or", 0.6, 0.15, 0.45),
-    "hair": ("palette", "hair"),
-    "hair_kind": ("choice", 0.4, 0.3, 0.18, 0.12),
-    "hairline": ("uniform", 0.30, 0.44),
-    "parting": ("normal", 0.0, 0.12),
-    "eye_gap": ("uniform", 0.18, 0.245),
-    "eye_y": ("uniform", -0.05, 0.02),
-    "eye_size": ("uniform", 0.8, 1.2),
-    "eye_kind": ("choice", 0.6, 0.25, 0.15),  # white + iris + pupil, a dot, a big iris
-    "iris": ("choice", 1, 1, 1, 1, 1, 1),
-    "brow": ("uniform", 0.018, 0.045),
-    "brow_tilt": ("normal", 0.0, 0.12),
-    "nose_kind": ("choice", 0.5, 0.3, 0.2),  # shaded, a stroke, nostrils
-    "mouth_y": ("uniform", 0.31, 0.37),
-    "mouth_w": ("uniform", 0.1, 0.15),
-    "mouth_kind": ("choice", 0.4, 0.3, 0.3),
-    "line_px": ("uniform", 1.0, 3.0),  # line weight in pixels at 64 px: mouth lines, outlines, frames
-    "outline": ("zero_or", 0.65, 0.5, 1.0),  # ink outlines' darkness
-    "bg_kind": ("choice", 0.3, 0.15, 0.15, 0.15, 0.1, 0.15),  # gradient, plain, stripes, checks, radial, mottled
-    "bg_a": ("colour", 40, 240),
-    "bg_b": ("colour", 40, 240),
-    "bg_freq": ("uniform", 3.0, 9.0),
-    "bg_theta": ("uniform", 0.0, math.pi),
-    "bg_phase": ("uniform", 0.0, 2 * math.pi),
-    "light": ("zero_or", 0.4, 0.08, 0.35),  # strength of a light from one side (also tints lenses)
-    "light_dir": ("uniform", 0.0, 2 * math.pi),
-    "gain": ("uniform", 0.82, 1.12),
-    "contrast": ("uniform", 0.7, 1.1),
-    "blur": ("zero_or", 0.55, 0.3, 1.0),  # Gaussian sigma, pixels at 64 px (in proportion at other sizes)
-    "noise": ("zero_or", 0.5, 1.0, 7.0),  # grey levels
-    "jpeg": ("zero_or", 0.55, 30, 92),  # quality; 0: none
-}
-
-_CLEAN = {"blur": ("zero_or", 1, 0, 0), "noise": ("zero_or", 1, 0, 0), "jpeg": ("zero_or", 1, 0, 0),
-          "light": ("zero_or", 1, 0, 0), "gain": ("uniform", 1, 1), "contrast": ("uniform", 1, 1)}
-STYLES: dict[str, dict[str, tuple]] = {
-    "mixed": {},
-    "clean": {**_CLEAN, "bg_kind": ("choice", 0.6, 0.4)},
-    # One drawing convention throughout, as a first look at the method: short runs learn it quickly.
-    "plain": {**_CLEAN, "bg_kind": ("choice", 1), "line_px": ("uniform", 2, 2), "outline": ("zero_or", 1, 0, 0),
-              "hair_kind": ("choice", 1, 1), "mouth_kind": ("choice", 1), "eye_kind": ("choice", 1), "nose_kind": ("choice", 1),
-              "jaw": ("uniform", 2.0, 2.4), "blush": ("zero_or", 1, 0, 0), "angle": ("normal", 0.0, 0.08),
-              "mouth_y": ("uniform", 0.33, 0.34), "mouth_w": ("uniform", 0.13, 0.14), "turn": ("uniform", 0, 0),
-              "eye_y": ("uniform", -0.02, -0.02), "eye_size": ("uniform", 1, 1), "hairline": ("uniform", 0.38, 0.38),
-              "parting": ("normal", 0, 0), "brow_tilt": ("normal", 0, 0), "scale": ("uniform", 0.93, 1.07)},
-    "thin": {"line_px": ("uniform", 1.0, 1.5), "contrast": ("uniform", 0.55, 0.8), "blur": ("uniform", 0.4, 0.8),
-             "noise": ("uniform", 2, 6), "outline": ("zero_or", 1, 0, 0)},
-    # Held out: never used to choose anything. Flat ink drawings with hairline strokes, squarer
-    # faces (so squarer frames) and wider heads than the other styles draw, lips and grins only,
-    # caps and beanies, striped backgrounds, pale skins, light JPEG.
-    "heldout": {**_CLEAN, "line_px": ("uniform", 0.8, 1.1), "jaw": ("uniform", 3.3, 3.8),
-                "face_w": ("uniform", 0.56, 0.62), "outline": ("uniform", 0.9, 1.0), "mouth_kind": ("choice", 0, 1, 0),
-                "hair_kind": ("choice", 1, 0, 1, 0), "eye_kind": ("choice", 0, 1, 0), "bg_kind": ("choice", 0, 0, 1),
-                "skin": ("palette", "pale"), "jpeg": ("uniform", 70, 90)},
-}
-
-
-def sample(n: int, seed: int = 0, p: float | Sequence[float] = 0.5, style: str = "mixed") -> dict[str, np.ndarray]:
-    """Random parameters for `n` faces of a style; attribute i is present with probability p[i]."""
-    if style not in STYLES:
-        raise ValueError(f"unknown toy face style {style!r}; styles: {', '.join(STYLES)}")
-    rng = np.random.default_rng(seed)
-    probs = np.broadcast_to(np.asarray(p, dtype=float), (len(ATTRIBUTES),))
-    params = {name: _draw(rng, n, spec) for name, spec in {**SPECS, **STYLES[style]}.items()}
-    params["grain_seed"] = rng.integers(0, 2**31, size=n)
-    for name, prob in zip(ATTRIBUTES, probs):
-        params[name] = rng.random(n) < prob
-    return params
-
-
-def _draw(rng: np.random.Generator, n: int, spec: tuple) -> np.ndarray:
-    kind, *args = spec
-    if kind == "uniform":
-        return rng.uniform(args[0], args[1], n)
-    if kind == "normal":
-        return rng.normal(args[0], args[1], n)
-    if kind == "choice":
-        weights = np.asarray(args, dtype=float)
-        return rng.choice(len(weights), size=n, p=weights / weights.sum())
-    if kind == "zero_or":
-        return np.where(rng.random(n) < args[0], 0.0, rng.uniform(args[1], args[2], n))
-    if kind == "colour":
-        return rng.uniform(args[0], args[1], (n, 3))
-    if kind == "palette":
-        palette = _PALETTES[args[0]]
-        return np.clip(palette[rng.integers(len(palette), size=n)] + rng.normal(0, 10, (n, 3)), 0, 255)
-    raise ValueError(f"unknown parameter spec {spec!r}")
-
-
-def flipped(params: dict[str, np.ndarray], attribute: str) -> dict[str, np.ndarray]:
-    """The same faces with one attribute toggled: the counterfactual."""
-    out = dict(params)
-    out[attribute] = ~params[attribute]
-    return out
-
-
-def labels(params: dict[str, np.ndarray]) -> np.ndarray:
-    """(n, len(ATTRIBUTES)) array of 0/1."""
-    return np.stack([params[a] for a in ATTRIBUTES], 1).astype(np.int64)
 
 
 def _alpha(distance: np.ndarray, px) -> np.ndarray:
@@ -308,8 +163,13 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
 
     nose_y = (ey + my) / 2
     shaded = _blob(fx, y, 0, nose_y, 0.035, 0.06)
-    stroke = np.minimum(_segment(fx, y, 0.0, nose_y - 0.06, 0.02, nose_y + 0.04), _segment(fx, y, 0.02, nose_y + 0.04, -0.02, nose_y + 0.05))
-    nostrils = np.minimum(_blob(fx, y, -0.025, nose_y + 0.04, 0.012, 0.01), _blob(fx, y, 0.025, nose_y + 0.04, 0.012, 0.01))
+    stroke = np.minimum(
+        _segment(fx, y, 0.0, nose_y - 0.06, 0.02, nose_y + 0.04),
+        _segment(fx, y, 0.02, nose_y + 0.04, -0.02, nose_y + 0.05),
+    )
+    nostrils = np.minimum(
+        _blob(fx, y, -0.025, nose_y + 0.04, 0.012, 0.01), _blob(fx, y, 0.025, nose_y + 0.04, 0.012, 0.01)
+    )
     _paint(canvas, p["skin"] * 0.8, _alpha(shaded, pixel) * 0.8 * kind("nose_kind", 0))
     _paint(canvas, p["skin"] * 0.55, _alpha(stroke - line, pixel) * kind("nose_kind", 1))
     _paint(canvas, p["skin"] * 0.5, _alpha(nostrils, pixel) * kind("nose_kind", 2))
@@ -331,7 +191,11 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     open_mouth = kind("mouth_kind", 0) + kind("mouth_kind", 2)
     _paint(canvas, _grey(n, 60.0), _alpha(crescent, pixel) * smiling * open_mouth)
     _paint(canvas, _grey(n, 245.0), _alpha(teeth, pixel) * smiling * kind("mouth_kind", 0))
-    _paint(canvas, np.array([[200, 80, 90]], np.float32).repeat(n, 0), _alpha(tongue, pixel) * smiling * kind("mouth_kind", 2))
+    _paint(
+        canvas,
+        np.array([[200, 80, 90]], np.float32).repeat(n, 0),
+        _alpha(tongue, pixel) * smiling * kind("mouth_kind", 2),
+    )
     _paint(canvas, lip_colour * 0.5, _alpha(grin, pixel) * smiling * kind("mouth_kind", 1))
     _paint(canvas, _grey(n, 240.0), _alpha(grin + 0.75 * pixel, pixel) * smiling * kind("mouth_kind", 1))
 
@@ -363,13 +227,19 @@ def render(params: dict[str, np.ndarray], size: int = 64) -> np.ndarray:
     hat_colour = np.clip(255 - p["bg_a"], 30, 225)
     hat_kind = _HAT_FOR_HAIR[hair_kind.astype(int)]
     top = -fh - 0.03
-    cap = np.minimum(np.maximum(_blob(x, y, 0, top + 0.26, fw + 0.05, 0.3), y - top - 0.2),
-                     np.maximum(_blob(x, y, 0.18, top + 0.22, fw * 0.8, 0.05), top + 0.2 - y))
-    brimmed = np.minimum(np.maximum(_blob(x, y, 0, -0.32, fw + 0.06, 0.42), y + 0.3),
-                         np.maximum(np.abs(x) - (fw + 0.18), np.abs(y + 0.3) - 0.045))
+    cap = np.minimum(
+        np.maximum(_blob(x, y, 0, top + 0.26, fw + 0.05, 0.3), y - top - 0.2),
+        np.maximum(_blob(x, y, 0.18, top + 0.22, fw * 0.8, 0.05), top + 0.2 - y),
+    )
+    brimmed = np.minimum(
+        np.maximum(_blob(x, y, 0, -0.32, fw + 0.06, 0.42), y + 0.3),
+        np.maximum(np.abs(x) - (fw + 0.18), np.abs(y + 0.3) - 0.045),
+    )
     beanie = np.maximum(_blob(x, y, 0, top + 0.3, fw + 0.06, 0.34) + 0.02 * np.sin(30 * x), y - top - 0.3)
-    tall = np.minimum(np.maximum(np.abs(x) - fw * 0.8, np.abs(y - top + 0.05) - 0.3),
-                      np.maximum(np.abs(x) - (fw + 0.14), np.abs(y - top - 0.22) - 0.035))
+    tall = np.minimum(
+        np.maximum(np.abs(x) - fw * 0.8, np.abs(y - top + 0.05) - 0.3),
+        np.maximum(np.abs(x) - (fw + 0.14), np.abs(y - top - 0.22) - 0.035),
+    )
     shapes = [cap, brimmed, beanie, tall]
     hat_shape = np.full_like(x, np.inf)
     for k, d in enumerate(shapes):
@@ -404,34 +274,3 @@ def _camera(canvas: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
             image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
         out[i] = image
     return out
-
-
-def write_dataset(
-    folder: str | Path,
-    n: int,
-    *,
-    size: int = 64,
-    seed: int = 0,
-    attributes: Sequence[str] = ATTRIBUTES,
-    style: str = "mixed",
-) -> Path:
-    """PNG files plus a labels.csv (fader's labelled-folder format); returns the folder."""
-    from PIL import Image
-
-    folder = Path(folder)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    params = sample(n, seed, style=style)
-    table = labels(params)
-    columns = [ATTRIBUTES.index(a) for a in attributes]
-    rows = []
-    for start in range(0, n, 512):
-        chunk = {k: val[start : start + 512] for k, val in params.items()}
-        for i, image in enumerate(render(chunk, size), start):
-            name = f"images/{i:06d}.png"
-            Image.fromarray(image).save(folder / name)
-            rows.append([name, *(int(table[i, c]) for c in columns)])
-    with open(folder / "labels.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", *attributes])
-        writer.writerows(rows)
-    return folder

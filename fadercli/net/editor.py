@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fadercli.attributes import AttributeSet
-from fadercli.model import AutoEncoder, fold_batchnorm
+from fadercli.net.model import AutoEncoder, fold_batchnorm
 
 # A pixel keeps the input while the edit moves it less than CHANGE_FLOOR of the edit's largest
 # move (decoder noise away from the attribute), then fades into the decoded edit over CHANGE_RAMP.
@@ -121,12 +121,17 @@ class Editor:
         errors = []
         for start in range(0, len(trial), self.batch_size):
             faces = torch.arange(start, min(start + self.batch_size, len(trial)), device=self.device) // k
-            decoded = self.model.decode([f[faces] for f in features], channels(self.attributes, trial[start : start + len(faces)]))
+            decoded = self.model.decode(
+                [f[faces] for f in features], channels(self.attributes, trial[start : start + len(faces)])
+            )
             errors.append((decoded - x[faces]).pow(2).flatten(1).mean(1))
         return torch.cat(errors)
 
     def values_for(
-        self, estimate: torch.Tensor, absolute: Mapping[str, float] | None = None, shift: Mapping[str, float] | None = None
+        self,
+        estimate: torch.Tensor,
+        absolute: Mapping[str, float] | None = None,
+        shift: Mapping[str, float] | None = None,
     ) -> torch.Tensor:
         """Target values: the estimate, with some attributes set (`absolute`) or moved (`shift`)."""
         target = estimate.clone()

@@ -29,7 +29,7 @@ from fadercli import __version__
 from fadercli.attributes import AttributeSet
 from fadercli.errors import ModelError, OutputError
 from fadercli.files import atomic_path
-from fadercli.model import AutoEncoder, Classifier, ClassifierConfig, FaderConfig
+from fadercli.net.model import AutoEncoder, Classifier, ClassifierConfig, FaderConfig
 
 FORMAT = "fadercli"
 FORMAT_VERSION = 1
@@ -58,8 +58,10 @@ class LoadedModel:
 
 
 def default_slider_ranges(attributes: AttributeSet) -> dict[str, tuple[float, float]]:
-    """Binary: 0 (without) to 1 (with); categorical: the category indices."""
-    return {a.name: (0.0, float(a.n_categories - 1)) for a in attributes}
+    """The one policy for a model whose file says nothing else: the authors' convention, from 1 - max
+    to max with max 2 for a binary attribute (exaggerated up to twice either way); a categorical
+    attribute's category indices. A trained run, a model given in memory and a converted file agree."""
+    return {a.name: (-1.0, 2.0) if a.binary else (0.0, float(a.n_categories - 1)) for a in attributes}
 
 
 def kind_of(model: nn.Module) -> str:
@@ -128,7 +130,7 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
             metadata = f.metadata() or {}
             if metadata.get("format") != FORMAT:
                 raise ModelError(f"{path}: a .safetensors file, but not a fader model (no fader metadata)")
-            return metadata, {name: f.get_tensor(name) for name in f.keys()}
+            return metadata, {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError) as e:
         raise ModelError(f"{path}: not a readable weights file (truncated or corrupt: {e})") from None
 
@@ -170,9 +172,7 @@ def _check_memory(tensors: dict[str, torch.Tensor], where: str) -> None:
             raise ModelError(f"{where}: tensors {name} and {other} overlap in memory")
 
 
-def build_from_tensors(
-    kind: str, config, tensors: dict[str, torch.Tensor], where: str
-) -> nn.Module:
+def build_from_tensors(kind: str, config, tensors: dict[str, torch.Tensor], where: str) -> nn.Module:
     """A model of `kind` for `config` holding `tensors`, after checking names, shapes, memory and values.
 
     Built on the meta device first, so a mismatched file costs no real allocation.
@@ -196,9 +196,7 @@ def build_from_tensors(
     for name, ref in expected.items():
         t = tensors[name]
         if tuple(t.shape) != tuple(ref.shape):
-            raise ModelError(
-                f"{where}: tensor {name} has shape {tuple(t.shape)}, the config needs {tuple(ref.shape)}"
-            )
+            raise ModelError(f"{where}: tensor {name} has shape {tuple(t.shape)}, the config needs {tuple(ref.shape)}")
         if t.is_floating_point() != ref.is_floating_point():
             raise ModelError(f"{where}: tensor {name} has dtype {t.dtype}, expected {ref.dtype}")
         if t.is_floating_point() and not torch.isfinite(t).all():

@@ -1,0 +1,213 @@
+"""Fader models on a device, chained: each attribute goes to the first model that edits it, and each
+model edits the face crops as the model before it left them.
+
+A `Chain` checks what an edit asks for (`plan`: one Step per model, names and values checked) and
+runs the steps on a batch of crops (`run`), resizing crops to each model's size and carrying a
+smaller model's change back to the crops' size. How a step is done is a `Stage`: by default each
+model analyses its crops and renders them (editor.Editor); a photo's Analysis passes one that
+reuses what it analysed before, and video one that uses each face track's known values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from fadercli import say
+from fadercli.attributes import AttributeSet, did_you_mean, nothing_to_edit
+from fadercli.errors import DownloadError, ModelError, UsageError
+from fadercli.limits import MAX_VALUE
+from fadercli.net.editor import Editor
+from fadercli.net.model import AutoEncoder
+from fadercli.net.tensors import resize
+from fadercli.weights.format import LoadedModel, default_slider_ranges, require_kind
+
+DEFAULT_BATCH = 16  # faces per pass through the models: enough to keep a CPU busy, little memory
+
+
+@dataclass(eq=False)
+class Model:
+    """A Fader model ready to edit crops (see net.editor.Editor)."""
+
+    loaded: LoadedModel
+    editor: Editor
+
+    @property
+    def attributes(self) -> AttributeSet:
+        return self.loaded.attributes
+
+    @property
+    def size(self) -> int:
+        return self.loaded.config.img_size
+
+
+@dataclass
+class Step:
+    """One model's part of an edit: the attributes it sets and those it shifts."""
+
+    model: Model
+    absolute: dict[str, float]
+    shift: dict[str, float]
+
+
+# One model's part of an edit on its input crops: (i, step, crops) -> (edited, estimated, target values).
+Stage = Callable[[int, Step, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+class Chain:
+    """Models on one device; `models` may grow (a server loads models later), shared by reference."""
+
+    def __init__(
+        self, models: Sequence[Model | LoadedModel | AutoEncoder], device: torch.device, batch_size: int = DEFAULT_BATCH
+    ):
+        if not models:
+            raise UsageError("no model given")
+        if batch_size < 1:
+            raise UsageError(f"the batch size must be at least 1, got {batch_size}")
+        self.device = device
+        self.batch_size = batch_size
+        self.models = [self.ready(m) for m in models]
+        self._classifiers: dict[str, LoadedModel | None] = {}
+
+    def ready(self, model: Model | LoadedModel | AutoEncoder) -> Model:
+        """A model made ready to edit on this chain's device (one already made ready is shared)."""
+        if isinstance(model, Model):
+            return model
+        if isinstance(model, AutoEncoder):
+            attributes = AttributeSet.from_pairs(model.config.attributes)
+            model = LoadedModel("fader", model, model.config, default_slider_ranges(attributes))
+        require_kind(str(model.path or "model"), model.kind, "fader")
+        return Model(model, Editor(model.model, self.device, batch_size=self.batch_size))
+
+    # ------------------------------------------------------------ attributes
+
+    @property
+    def attributes(self) -> list[str]:
+        """Every attribute the models edit, in model order."""
+        return [name for m in self.models for name in m.attributes.names]
+
+    @property
+    def size(self) -> int:
+        """The crop size faces are aligned at: the largest model's."""
+        return max(m.size for m in self.models)
+
+    def owner(self, name: str) -> tuple[Model, str]:
+        """The first model that edits attribute `name` (case-insensitive), and the name as it spells it."""
+        for model in self.models:
+            for a in model.attributes:
+                if a.name.lower() == name.lower():
+                    return model, a.name
+        names = self.attributes
+        what = "this model edits" if len(self.models) == 1 else "these models edit"
+        raise UsageError(
+            f"unknown attribute {name!r}: {what} {', '.join(names)}.{did_you_mean(name, names)}",
+            code="unknown_attribute",
+        )
+
+    def slider_range(self, name: str) -> tuple[float, float]:
+        """The recommended range of an attribute (the model's metadata, weights.format's policy)."""
+        model, canonical = self.owner(name)
+        return model.loaded.slider_ranges[canonical]
+
+    def plan(self, values: Mapping[str, float] | None, shift: Mapping[str, float] | None) -> list[Step]:
+        """What each model does, in model order; UsageError for unknown names, impossible values, or
+        nothing to do."""
+        steps: dict[int, Step] = {}
+        seen: set[str] = set()
+        for kind, given in (("set", values or {}), ("shift", shift or {})):
+            for name, value in given.items():
+                model, canonical = self.owner(name)
+                if canonical in seen:
+                    raise UsageError(f"{canonical} is given more than once (set it or shift it, once)")
+                seen.add(canonical)
+                value = float(value)
+                if not math.isfinite(value) or abs(value) > MAX_VALUE:
+                    raise UsageError(f"{canonical}: {value:g} is not a number from -{MAX_VALUE} to {MAX_VALUE}")
+                attribute = model.attributes.attributes[model.attributes.index(canonical)]
+                if (
+                    kind == "set"
+                    and not attribute.binary
+                    and (value != round(value) or not 0 <= value < attribute.n_categories)
+                ):
+                    raise UsageError(
+                        f"{canonical} takes a category index from 0 to {attribute.n_categories - 1}, got {value:g}"
+                    )
+                step = steps.setdefault(self.models.index(model), Step(model, {}, {}))
+                (step.absolute if kind == "set" else step.shift)[canonical] = value
+        if not steps:
+            raise nothing_to_edit()
+        return [steps[i] for i in sorted(steps)]
+
+    # ------------------------------------------------------------ running the steps
+
+    @torch.inference_mode()
+    def run(
+        self, x: torch.Tensor, plan: list[Step], stage: Stage | None = None
+    ) -> tuple[torch.Tensor, list[dict[str, float]], list[dict[str, float]]]:
+        """Crops in [-1, 1] through each model in turn -> (edited crops, estimated values, values given).
+
+        `stage(i, step, xin)` does step i on its input crops (default: analyse them, then render)."""
+        size = x.shape[-1]
+        current = x
+        estimated: list[dict[str, float]] = [{} for _ in range(len(x))]
+        given: list[dict[str, float]] = [{} for _ in range(len(x))]
+        for i, step in enumerate(plan):
+            model = step.model
+            xin = resize(current, model.size)
+            if stage is None:
+                edited, estimate, target = model.editor.edit(xin, step.absolute, step.shift)
+            else:
+                edited, estimate, target = stage(i, step, xin)
+            current = edited if model.size == size else (current + resize(edited - xin, size)).clamp(-1, 1)
+            names = model.attributes.names
+            for j, (e, t) in enumerate(zip(estimate.tolist(), target.tolist())):
+                estimated[j].update(zip(names, e))
+                given[j].update(zip(names, t))
+        return current, estimated, given
+
+    @torch.inference_mode()
+    def estimates(self, x: torch.Tensor, quiet: bool = True) -> tuple[list[dict[str, float]], list[dict | None]]:
+        """Each crop's own values as each model estimates them (each seeing the crop at its own size),
+        and where a classifier is at hand (the model's training run's, or the authors' for theirs) its
+        probabilities for every attribute it knows (None where there is none)."""
+        estimated: list[dict[str, float]] = [{} for _ in range(len(x))]
+        probabilities: list[dict | None] = [None] * len(x)
+        for model in self.models:
+            estimate = model.editor.estimate(resize(x, model.size))
+            for record, e in zip(estimated, estimate.tolist()):
+                record.update(zip(model.attributes.names, e))
+            classifier = self._classifier(model, quiet)
+            if classifier is not None:
+                for j, p in enumerate(_probabilities(classifier, x)):
+                    probabilities[j] = (probabilities[j] or {}) | p
+        return estimated, probabilities
+
+    def _classifier(self, model: Model, quiet: bool) -> LoadedModel | None:
+        from fadercli.weights import hub
+
+        spec = hub.classifier_for(model.loaded)
+        if spec is None:
+            return None
+        if spec not in self._classifiers:
+            try:
+                loaded = hub.resolve_model(spec, kind="classifier", quiet=quiet)
+                loaded.model.to(self.device).eval()
+            except (DownloadError, ModelError) as e:
+                say(f"no classifier probabilities: {e}")
+                loaded = None
+            self._classifiers[spec] = loaded
+        return self._classifiers[spec]
+
+
+def _probabilities(classifier: LoadedModel, x: torch.Tensor) -> list[dict[str, float | list[float]]]:
+    attributes = classifier.attributes
+    logits = classifier.model(resize(x, classifier.config.img_size))
+    out: list[dict] = [{} for _ in range(len(x))]
+    for a, start in zip(attributes, attributes.offsets()):
+        p = logits[:, start : start + a.n_categories].softmax(1)
+        for record, row in zip(out, p.tolist()):
+            record[a.name] = row[1] if a.binary else row
+    return out

@@ -1,0 +1,13 @@
+"""Training a Fader Network on labelled images, and judging it.
+
+    config.py    TrainConfig: every knob of a run, declared once; the presets by image size
+    sources.py   labelled image sources (labels.csv, CelebA's attribute file, with_/without_ folders)
+    images.py    the decoded-image cache
+    data.py      the dataset: labels joined to the cache, the split, the batches
+    loop.py      the Trainer: one step of the paper's method, classifiers, checkpoints, previews
+    run.py       a whole run: its time budget, resuming, torchrun, the summary; `fader eval`
+    evaluate.py  the run's report: swap accuracy per direction, sharpness, reconstruction
+    toyfaces.py  generated cartoon faces with exact counterfactuals (`fader demo`, tests, benchmarks)
+
+Kept free of heavy imports here: `fader --help` reads config.py.
+"""
