@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = ROOT.parent / "shared" / "testdata"
+TESTDATA = ROOT / "tests" / "data"
 PORTRAITS = {"astronaut": TESTDATA / "astronaut.png", "grace": ROOT / "tests" / "data" / "grace_hopper.jpg"}
 NO_PERSON = [TESTDATA / f"{n}.png" for n in ("brick", "clock_motion", "coffee", "coins", "horse")]
 NO_PERSON.append(ROOT / "tests" / "data" / "chelsea.jpg")

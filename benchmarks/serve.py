@@ -31,8 +31,8 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTO = ROOT.parent / "shared" / "testdata" / "astronaut.png"
-YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+PHOTO = ROOT / "tests" / "data" / "astronaut.png"
+YUNET = ROOT / "tests" / "data" / "face_detection_yunet_2026may.onnx"
 
 
 def make_models(folder: Path) -> dict[str, Path]:

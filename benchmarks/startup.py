@@ -55,7 +55,7 @@ def main() -> None:
         tmp = Path(tmp)
         model = tmp / "smiling.safetensors"
         save_model(model, AutoEncoder(FaderConfig((("Smiling", 2),), img_size=64, init_fm=16, max_fm=256, n_layers=5)))
-        photo = ROOT.parent / "shared" / "testdata" / "astronaut.png"
+        photo = ROOT / "tests" / "data" / "astronaut.png"
         python, fader = sys.executable, [sys.executable, "-m", "fadercli"]
         commands = {
             "import torch": [python, "-c", "import torch"],
@@ -75,7 +75,7 @@ def main() -> None:
             ],
         }
         env = dict(os.environ)
-        shared_yunet = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+        shared_yunet = ROOT / "tests" / "data" / "face_detection_yunet_2026may.onnx"
         if "FADER_DETECTOR_MODEL" not in env and shared_yunet.is_file():  # no download in the timing
             env["FADER_DETECTOR_MODEL"] = str(shared_yunet)
         timings: dict[str, list[float]] = {name: [] for name in commands}

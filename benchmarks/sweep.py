@@ -2,7 +2,7 @@
 
     python benchmarks/sweep.py [--img-size 256] [--steps 10] [--repeats 5]
 
-Both go through the Python API on ../shared/testdata/astronaut.png with a randomly initialised
+Both go through the Python API on tests/data/astronaut.png with a randomly initialised
 model of the release's architecture at --img-size (weights do not change the time):
   1. `Fader.sweep(photo, "Smiling", steps=10)`: one detection, alignment, encoding and estimate,
      then the ten decodes in one batch and ten paste-backs;
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    shared_yunet = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+    shared_yunet = ROOT / "tests" / "data" / "face_detection_yunet_2026may.onnx"
     if "FADER_DETECTOR_MODEL" not in os.environ and shared_yunet.is_file():  # no download in the timing
         os.environ["FADER_DETECTOR_MODEL"] = str(shared_yunet)
     import numpy as np
@@ -41,7 +41,7 @@ def main() -> None:
     torch.manual_seed(0)
     config = FaderConfig((("Smiling", 2),), img_size=args.img_size, n_layers=min(6, args.img_size.bit_length() - 3))
     fader = Fader([AutoEncoder(config).eval()], device="cpu")
-    photo = as_photo(ROOT.parent / "shared" / "testdata" / "astronaut.png")
+    photo = as_photo(ROOT / "tests" / "data" / "astronaut.png")
     values = np.linspace(0.0, 1.0, args.steps).tolist()
 
     def sweep() -> None:

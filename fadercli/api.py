@@ -25,6 +25,7 @@ that a notebook, the CLI and the server call; the work is done below it.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,10 +37,11 @@ import torch
 from PIL import Image
 
 from fadercli import faces as facelib
+from fadercli import say
 from fadercli.devices import pick_device
 from fadercli.engine.analysis import Analysis, render_together
 from fadercli.engine.chain import DEFAULT_BATCH, Chain, Model, Step
-from fadercli.engine.results import EditResult, FaceResult
+from fadercli.engine.results import EditResult, FaceResult, Progress, VideoResult
 from fadercli.engine.sweep import Sweep, sweep, sweep_size, sweep_values
 from fadercli.errors import FaderError, UsageError
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
@@ -48,8 +50,6 @@ from fadercli.media.images import Photo, from_array, from_pil, read_image
 from fadercli.media.writing import to_pil
 from fadercli.net.model import AutoEncoder
 from fadercli.net.tensors import from_crops
-from fadercli.video.editing import edit_clip
-from fadercli.video.scan import Progress, VideoResult, inspect_clip
 from fadercli.weights.format import LoadedModel
 
 ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
@@ -151,6 +151,7 @@ class Fader:
         if align:
             found = facelib.find_faces(photo, threshold=self.threshold, max_faces=self.limits.max_faces)
             faces = facelib.select_faces(found, choice, where)
+            say(f"{where}: {len(found)} face(s) found, {len(faces)} chosen", logging.DEBUG)
         else:
             faces = [(0, None)]
         return Analysis(self.chain, image, photo, faces, where, time.perf_counter() - started)
@@ -285,6 +286,8 @@ class Fader:
         flicker. `face` chooses among tracks (0 = the largest median size). `progress(stage, done,
         total)` is called per frame: stage "tracking", then "editing". NoFaceError when no frame has
         a face (unless `allow_no_face`); InputError for a truncated clip (unless `partial`)."""
+        from fadercli.video.editing import edit_clip  # the video extra (PyAV): imported when a clip comes
+
         return edit_clip(
             self.chain,
             src,
@@ -312,6 +315,8 @@ class Fader:
         progress: Progress | None = None,
     ) -> VideoResult:
         """A clip's tracked faces: per track its frames, median box and own values (medians over the track)."""
+        from fadercli.video.scan import inspect_clip
+
         return inspect_clip(
             self.chain,
             src,

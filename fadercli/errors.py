@@ -78,3 +78,32 @@ class DeviceError(FaderError):
 
     exit_code = 8
     code = "no_device"
+
+
+class MissingExtraError(UsageError, ImportError):
+    """An optional part of fader whose packages are not installed (an extra: `fadercli[video]`).
+    Also an ImportError, so that code importing fader's modules can test for it the usual way."""
+
+    code = "missing_extra"
+
+
+# The optional parts: what each needs (import names), and what it is for, as the message says it.
+EXTRAS = {
+    "serve": (("fastapi", "uvicorn", "multipart"), "fader serve"),
+    "video": (("av",), "video (clips, and sweeps saved as .mp4 or .webm)"),
+}
+
+
+def import_extra(module: str, extra: str):
+    """`import module`, where the module comes with `extra`: its absence is one line that says which
+    extra to install (MissingExtraError, exit code 2), not a traceback."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        if error.name is None or error.name.split(".")[0] != module.split(".")[0]:
+            raise  # the package is there but broken: its own error says more
+        raise MissingExtraError(
+            f"{EXTRAS[extra][1]} needs the '{extra}' extra ({module} is not installed): pip install 'fadercli[{extra}]'"
+        ) from None

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT.parent / "shared" / "testdata" / "astronaut.png"
+ASTRONAUT = ROOT / "tests" / "data" / "astronaut.png"
 FACE_CENTRE = (224.0, 118.0)  # the portrait's face, in its 512 x 512 pixels
 
 

@@ -1,4 +1,4 @@
-"""Shared test fixtures. Test inputs come from ../shared (see its SOURCES.md) or are made here."""
+"""Shared test fixtures. Test inputs come from tests/data (see its SOURCES.md) or are made here."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A child process's own peak RSS in MB, as an expression for scripts run with `python -c` (VmHWM:
 # ru_maxrss would carry the parent's peak over fork + exec, and pytest's is large).
 PEAK_MB = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024"
-SHARED = ROOT.parent / "shared"
-YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+DATA = ROOT / "tests" / "data"
+YUNET = DATA / "face_detection_yunet_2026may.onnx"
 
 
 def paste_weights(alignment, photo):
@@ -29,7 +29,7 @@ def paste_weights(alignment, photo):
 
 @pytest.fixture(scope="session", autouse=True)
 def _local_face_detector():
-    """Tests use the shared copy of YuNet, never a download (subprocesses inherit it too)."""
+    """Tests use the repository's copy of YuNet, never a download (subprocesses inherit it too)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FADER_DETECTOR_MODEL", str(YUNET))
         yield

@@ -1,6 +1,6 @@
 """The authors' module layout, re-stated independently of fadercli.model for compatibility tests.
 
-Written from the architecture description in ../shared/FACTS.md (batch norm; the three upsampling
+Written from the architecture the paper and the authors describe (batch norm; the three upsampling
 methods; skip connections), so that a mistake in fadercli.model cannot hide behind itself.
 """
 

@@ -5,14 +5,14 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import DATA
 from PIL import Image
 
 from fadercli.errors import InputError, NoFaceError, OutputError
 from fadercli.faces import DEFAULT_THRESHOLD, template
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
-COFFEE = SHARED / "testdata" / "coffee.png"
+ASTRONAUT = DATA / "astronaut.png"
+COFFEE = DATA / "coffee.png"
 
 
 def _json_lines(stdout):
@@ -37,7 +37,7 @@ def test_align_writes_the_crop_and_a_record_per_face(run_cli, tmp_path):
 
 
 def test_size_and_debug_view(run_cli, tmp_path):
-    result = run_cli("align", ASTRONAUT, "-o", tmp_path, "--size", "128", "--debug")
+    result = run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--size", "128", "--debug")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     assert sorted(os.listdir(tmp_path)) == ["astronaut_debug.jpg", "astronaut_face0.png"]
@@ -119,9 +119,9 @@ def test_exif_rotated_photo_is_aligned_upright(run_cli, tmp_path):
 
 
 def test_bad_options_are_usage_errors(run_cli, tmp_path):
-    assert run_cli("align", ASTRONAUT, "-o", tmp_path, "--face", "biggest").exit_code == 2
-    assert run_cli("align", ASTRONAUT, "-o", tmp_path, "--size", "4").exit_code == 2
-    result = run_cli("align", ASTRONAUT, "-o", tmp_path, "--face", "3")
+    assert run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--face", "biggest").exit_code == 2
+    assert run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--size", "4").exit_code == 2
+    result = run_cli("align", ASTRONAUT, "--out-dir", tmp_path, "--face", "3")
     assert result.exit_code == NoFaceError.exit_code and "no face 3" in result.stderr
 
 

@@ -163,13 +163,11 @@ def test_batch_plan_is_a_function_of_the_step_and_ranks_share_a_global_batch():
 def test_align_finds_the_face_and_skips_photos_without_one(tmp_path):
     import shutil
 
-    from conftest import SHARED
+    from conftest import DATA
 
-    shutil.copy(SHARED / "testdata" / "astronaut.png", tmp_path / "a.png")
-    Image.open(SHARED / "testdata" / "astronaut.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
-        tmp_path / "b.png"
-    )
-    shutil.copy(SHARED / "testdata" / "coffee.png", tmp_path / "c.png")
+    shutil.copy(DATA / "astronaut.png", tmp_path / "a.png")
+    Image.open(DATA / "astronaut.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "b.png")
+    shutil.copy(DATA / "coffee.png", tmp_path / "c.png")
     (tmp_path / "labels.csv").write_text("image,Smiling\na.png,1\nb.png,0\nc.png,1\n")
     messages = []
     dataset = prepare(tmp_path, img_size=64, cache_root=tmp_path / "cache", align=True, log=messages.append)

@@ -34,3 +34,10 @@ def test_the_full_demo_meets_its_promise(run_cli, tmp_path, monkeypatch):
     assert summary["seconds"] <= 5 * 60
     every_direction = [v for by in summary["swap_accuracy"].values() for v in by.values()]
     assert min(every_direction) >= 0.9, summary["swap_accuracy"]
+
+
+def test_the_style_choices_are_the_renderers_styles():
+    """`fader demo --style` lists fixed choices without importing the renderer (fader --help stays light)."""
+    from fadercli.choices import TOY_STYLES
+
+    assert tuple(toyfaces.STYLES) == TOY_STYLES

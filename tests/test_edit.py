@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, paste_weights
+from conftest import DATA, paste_weights
 from PIL import Image
 from release_files import release_bytes
 from release_layout import randomise
@@ -19,8 +19,8 @@ from fadercli.media.images import from_array, read_image
 from fadercli.net.model import AutoEncoder
 from fadercli.train import toyfaces
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
-COFFEE = SHARED / "testdata" / "coffee.png"
+ASTRONAUT = DATA / "astronaut.png"
+COFFEE = DATA / "coffee.png"
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,12 @@ def test_setting_the_estimated_values_leaves_the_face_almost_unchanged(
         ),
         ("no edit", [], UsageError.exit_code, "nothing to edit"),
         ("bad face", ["--set", "Eyeglasses=1", "--face", "first"], UsageError.exit_code, "--face must be"),
-        ("bad format", ["--set", "Eyeglasses=1", "--format", "xyz"], UsageError.exit_code, "--format xyz"),
+        (
+            "bad format",
+            ["--set", "Eyeglasses=1", "--format", "xyz"],
+            UsageError.exit_code,
+            "'--format': 'xyz' is not one of 'png'",
+        ),
     ],
 )
 def test_refusals_are_one_line_with_an_exit_code_and_write_nothing(

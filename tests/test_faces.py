@@ -7,7 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import PEAK_MB, ROOT, SHARED, paste_weights
+from conftest import DATA, PEAK_MB, ROOT, paste_weights
 
 from fadercli.errors import ModelError, NoFaceError, UsageError
 from fadercli.faces import (
@@ -27,8 +27,8 @@ from fadercli.faces.geometry import TEMPLATE_178
 from fadercli.media.images import Photo, from_array, read_image, to_uint8
 from fadercli.train.images import Preprocess, load_image
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
-COFFEE = SHARED / "testdata" / "coffee.png"
+ASTRONAUT = DATA / "astronaut.png"
+COFFEE = DATA / "coffee.png"
 HEAD = (slice(30, 250), slice(140, 310))  # the astronaut's head and some background
 
 

@@ -3,22 +3,20 @@ where there is no person (see also benchmarks/faces.py, which measures these at 
 
 import os
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import DATA
 from PIL import Image
 
 from fadercli.errors import NoFaceError
 from fadercli.faces import Alignment, alignment_for, crop, find_faces, paste, template
 from fadercli.media.images import from_array, read_image
 
-DATA = Path(__file__).parent / "data"  # see data/SOURCES.md
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
+ASTRONAUT = DATA / "astronaut.png"
 GRACE = DATA / "grace_hopper.jpg"
-NO_PERSON = [SHARED / "testdata" / f"{name}.png" for name in ("brick", "clock_motion", "coffee", "coins", "horse")]
+NO_PERSON = [DATA / f"{name}.png" for name in ("brick", "clock_motion", "coffee", "coins", "horse")]
 NO_PERSON.append(DATA / "chelsea.jpg")  # a cat's face
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from clips import make_clip
-from conftest import PEAK_MB, ROOT, SHARED
+from conftest import DATA, PEAK_MB, ROOT
 from PIL import Image
 from release_files import save_release_file
 
@@ -28,7 +28,7 @@ from fadercli.train.sources import find_source
 from fadercli.weights import hub
 from fadercli.weights.format import save_model
 
-PORTRAIT = SHARED / "testdata" / "astronaut.png"
+PORTRAIT = DATA / "astronaut.png"
 FADER = [sys.executable, "-m", "fadercli"]
 
 

@@ -7,7 +7,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import DATA
 from PIL import Image
 
 from fadercli.errors import InputError, OutputError
@@ -15,7 +15,7 @@ from fadercli.media.formats import expand_inputs
 from fadercli.media.images import LUMA, Photo, from_array, from_pil, read_image
 from fadercli.media.writing import save_image, to_pil
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
+ASTRONAUT = DATA / "astronaut.png"
 RNG = np.random.default_rng(5)
 
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import SHARED
+from conftest import DATA
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +20,7 @@ from fadercli.faces import parse_face_choice
 from fadercli.train.sources import find_source
 from fadercli.weights.registry import _parse_registry
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
+ASTRONAUT = DATA / "astronaut.png"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 

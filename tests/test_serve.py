@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, paste_weights
+from conftest import DATA, paste_weights
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -19,8 +19,8 @@ from fadercli.serve.app import Settings, create_app
 from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import RenderQueue, Superseded
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
-COFFEE = SHARED / "testdata" / "coffee.png"
+ASTRONAUT = DATA / "astronaut.png"
+COFFEE = DATA / "coffee.png"
 HOST = "http://127.0.0.1"
 
 

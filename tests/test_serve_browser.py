@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHARED
+from conftest import DATA, ROOT
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
+ASTRONAUT = DATA / "astronaut.png"
 SCREENSHOT = ROOT / "screenshots" / "serve.png"  # ignored by git: for a person to look at
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")

@@ -19,7 +19,7 @@ import corpus
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SHARED
+from conftest import DATA, ROOT
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -27,7 +27,7 @@ from fadercli.serve.app import Settings, create_app
 from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import RenderQueue
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
+ASTRONAUT = DATA / "astronaut.png"
 HOST = "http://127.0.0.1"
 EVIL = "https://evil.example"
 

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import DATA
 from PIL import Image, ImageFilter, ImageSequence
 
 from fadercli.api import Fader
@@ -12,7 +12,7 @@ from fadercli.errors import OutputError, UsageError
 from fadercli.media.grids import CAPTION_H, PAD, grid_size, quantize
 from fadercli.net.model import AutoEncoder
 
-ASTRONAUT = SHARED / "testdata" / "astronaut.png"
+ASTRONAUT = DATA / "astronaut.png"
 
 
 def _frames(path):

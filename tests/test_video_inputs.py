@@ -218,7 +218,7 @@ def test_video_options_are_checked_before_any_work(run_cli, toy_runs, tmp_path):
     clip = make_clip(tmp_path / "c.mp4", 4, SIZE)
     for args, message in (
         (["--crf", "60"], "--crf 60: H.264 takes 0 to 51"),
-        (["--preset", "quick"], "--preset quick: give one of ultrafast"),
+        (["--preset", "quick"], "'--preset': 'quick' is not one of 'ultrafast'"),
         (["-o", tmp_path / "c.flv"], "c.flv: fader writes video as"),
     ):
         result = run_cli("edit", clip, "--model", toy_runs["both"], "--set", "Smiling=1", *args)

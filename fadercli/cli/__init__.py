@@ -7,10 +7,13 @@ code (FADER_DEBUG=1 shows the traceback instead).
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 from typer.core import TyperGroup
 
-from fadercli import __version__, env_flag
+from fadercli import __version__, env_flag, logger
 from fadercli.cli import align as _align
 from fadercli.cli import demo as _demo
 from fadercli.cli import edit as _edit
@@ -20,6 +23,11 @@ from fadercli.cli import serve as _serve
 from fadercli.cli import sweep as _sweep
 from fadercli.cli import train as _train
 from fadercli.errors import FaderError, UsageError, one_line
+
+try:  # typer 0.28 carries its own click, with its own exceptions
+    from typer import TyperException as _CommandLineError
+except ImportError:  # older typer runs on click
+    from click import ClickException as _CommandLineError
 
 INTERRUPTED = 130  # the shell's convention for SIGINT
 
@@ -39,7 +47,7 @@ class _ErrorBoundary(TyperGroup):
                 raise
             typer.echo(f"fader: error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
-        except typer.TyperException as e:
+        except _CommandLineError as e:
             _usage_error(e)
         except KeyboardInterrupt:
             if debug_enabled():
@@ -50,7 +58,7 @@ class _ErrorBoundary(TyperGroup):
     def make_context(self, info_name, args, parent=None, **extra):
         try:
             return super().make_context(info_name, args, parent, **extra)
-        except typer.TyperException as e:
+        except _CommandLineError as e:
             _usage_error(e)
 
 
@@ -74,12 +82,34 @@ app = typer.Typer(
     name="fader",
     help="Edit faces in your own photos with Fader Networks.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     # Plain help: Typer's rich help formatter imports markdown-it and friends, half of `--help`'s time.
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class _Stderr(logging.Handler):
+    """The library's messages on whatever sys.stderr is when they are emitted (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            # Training's lines are its log and stand bare; everything else is fader speaking.
+            bare = record.name == "fadercli.train" and record.levelno < logging.WARNING
+            sys.stderr.write(f"{message}\n" if bare else f"fader: {message}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _show_messages(verbose: bool) -> None:
+    """The stderr handler, once per process, and the level this run asks for (a command's --quiet
+    raises it to warnings later)."""
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        logger.addHandler(_Stderr())
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _print_version(value: bool) -> None:
@@ -93,8 +123,10 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also say what fader does step by step."),
 ) -> None:
     """Edit faces in your own photos with Fader Networks."""
+    _show_messages(verbose)
 
 
 app.command("edit")(_edit.edit)

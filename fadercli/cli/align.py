@@ -8,22 +8,20 @@ from typing import Annotated
 
 import typer
 
-from fadercli.cli.shared import Failures, MaxFaces, MaxMegapixels
+from fadercli.cli.shared import Face, Failures, MaxFaces, MaxMegapixels, NoAlign, Threshold
 from fadercli.errors import FaderError, OutputError, UsageError
 
 
 def align(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (the images in them) or glob patterns.")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for the crops (created if missing).")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (the images in them) or glob patterns.", metavar="INPUT..."),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for the crops (created if missing).")],
     size: Annotated[int, typer.Option("--size", help="Crop size in pixels.")] = 256,
-    face: Annotated[str, typer.Option("--face", help="all, largest, or an index (0 = the largest face).")] = "all",
-    no_align: Annotated[
-        bool, typer.Option("--no-align", help="Take each whole image as an already aligned face (resize only).")
-    ] = False,
-    threshold: Annotated[
-        float | None,
-        typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.75); lower finds more."),
-    ] = None,
+    face: Face = "all",
+    no_align: NoAlign = False,
+    threshold: Threshold = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Also write <stem>_debug.jpg: boxes, landmarks and crop outlines.")
     ] = False,

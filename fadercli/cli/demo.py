@@ -8,6 +8,11 @@ from typing import Annotated
 
 import typer
 
+from fadercli.choices import TOY_STYLES
+from fadercli.cli.shared import Device, choice, hush, plain
+
+Style = choice("Style", TOY_STYLES)
+
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the toy data, the run, sweep.gif and summary.json.")] = Path(
@@ -18,24 +23,24 @@ def demo(
     img_size: Annotated[int, typer.Option(help="Resolution: 32 is quick on a CPU, 64 looks better.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed for faces and training.")] = 0,
     style: Annotated[
-        str,
-        typer.Option(
-            help="Toy face style: plain (one drawing convention, learnt in minutes), clean, mixed, thin or heldout."
-        ),
-    ] = "plain",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        Style, typer.Option(help="Toy face style: plain is one drawing convention, learnt in minutes.")
+    ] = Style["plain"],
+    device: Device = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.", callback=hush)] = False,
 ) -> None:
     """Try the method with no download: generate toy faces, train for about 4 minutes on a CPU (2 cores), and write a slider sweep GIF and the scores."""
     from fadercli.demo import run_demo
-    from fadercli.errors import UsageError
-    from fadercli.train import toyfaces
 
-    if style not in toyfaces.STYLES:
-        raise UsageError(f"--style must be one of {', '.join(toyfaces.STYLES)}")
     summary = run_demo(
-        out, minutes=minutes, faces=faces, img_size=img_size, seed=seed, device_name=device, quiet=quiet, style=style
+        out,
+        minutes=minutes,
+        faces=faces,
+        img_size=img_size,
+        seed=seed,
+        device_name=device,
+        quiet=quiet,
+        style=plain(style),
     )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

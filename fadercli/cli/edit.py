@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -12,15 +13,36 @@ from typing import Annotated, Any, Optional
 import typer
 
 from fadercli import say
-from fadercli.cli.shared import Device, Face, Failures, Json, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
+from fadercli.choices import IMAGE_FORMATS, PRESETS
+from fadercli.cli.shared import (
+    Device,
+    Face,
+    Failures,
+    Json,
+    MaxFaces,
+    MaxMegapixels,
+    Models,
+    NoAlign,
+    Quiet,
+    Threshold,
+    choice,
+    plain,
+)
 from fadercli.errors import FaderError, InputError, OutputError, UsageError
 
+Format = choice("Format", IMAGE_FORMATS)
+Preset = choice("Preset", PRESETS)
+
 Inputs = Annotated[
-    list[str], typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.")
+    list[str],
+    typer.Argument(help="Image files, folders (the images in them, sorted) or glob patterns.", metavar="INPUT..."),
 ]
 Media = Annotated[
     list[str],
-    typer.Argument(help="Image and video files, folders (the images and clips in them, sorted) or glob patterns."),
+    typer.Argument(
+        help="Image and video files, folders (the images and clips in them, sorted) or glob patterns.",
+        metavar="INPUT...",
+    ),
 ]
 Partial = Annotated[
     bool, typer.Option("--partial", help="Clips: a truncated clip gives the frames that decode (else it is refused).")
@@ -50,7 +72,8 @@ def edit(
     in_place: Annotated[bool, typer.Option("--in-place", help="Overwrite the inputs themselves.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     fmt: Annotated[
-        Optional[str], typer.Option("--format", help="Output format (png, jpg, webp, ...); default: each input's own.")
+        Optional[Format],
+        typer.Option("--format", help="Output image format; default: each input's own.", case_sensitive=False),
     ] = None,
     model: Models = None,
     face: Face = "all",
@@ -67,9 +90,8 @@ def edit(
         ),
     ] = None,
     preset: Annotated[
-        str,
-        typer.Option("--preset", help="Clips: H.264's speed/size trade-off, ultrafast .. veryslow (VP9: its speed)."),
-    ] = "medium",
+        Preset, typer.Option("--preset", help="Clips: H.264's speed/size trade-off (VP9: its speed).")
+    ] = Preset["medium"],
     partial: Partial = False,
     allow_no_face: Annotated[
         bool,
@@ -96,13 +118,14 @@ def edit(
     limits = Limits.of(max_megapixels, max_faces)
     values, shifts = edit_values(set_, shift)
     choice = parse_face_choice(face)
-    file_format, extension = output_format(fmt) if fmt else (None, None)
+    file_format, extension = output_format(plain(fmt)) if fmt else (None, None)
+    preset = plain(preset)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
     if not paths:
         raise InputError(f"no images or clips in {' '.join(inputs)}")
     clips = [p for p in paths if is_video(p)]
     photos = [p for p in paths if not is_video(p)]
-    targets = _targets(paths, output, out_dir, in_place, extension, force, clips=set(clips))
+    targets = _targets(paths, output, out_dir, in_place, extension, clips=set(clips))
     if clips:
         from fadercli.media.encoder import check_settings, muxer_for
 
@@ -119,9 +142,9 @@ def edit(
         limits=limits,
     )
     fader.plan(values, shifts)  # names and values checked before any work
+    _check_targets(targets, out_dir, in_place, force)
     requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
-    if not quiet:
-        say(f"device: {describe(fader.device)}")
+    say(f"device: {describe(fader.device)}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -131,7 +154,7 @@ def edit(
     written += _edit_clips(
         options, clips, targets, crf=crf, preset=preset, partial=partial, allow_no_face=allow_no_face
     )
-    if len(paths) > 1 and not quiet:
+    if len(paths) > 1:
         say(f"{written} of {len(paths)} {'input(s)' if clips else 'image(s)'} edited")
     failures.exit()
 
@@ -217,7 +240,7 @@ def _edit_clips(edit: _Edit, clips: list[Path], targets: dict[Path, Path], **set
                 continue
         written += 1
         for note in result.notes:
-            say(note)
+            say(note, logging.WARNING)
         if edit.as_json:
             record = {
                 "input": str(clip),
@@ -232,9 +255,8 @@ def _edit_clips(edit: _Edit, clips: list[Path], targets: dict[Path, Path], **set
             typer.echo(json.dumps(record))
         else:
             typer.echo(str(target))
-        if not edit.quiet:
-            rate = result.frames / result.seconds
-            say(f"{clip}: {result.frames} frames, {len(result.tracks)} face track(s), {rate:.1f} frames/s")
+        rate = result.frames / result.seconds
+        say(f"{clip}: {result.frames} frames, {len(result.tracks)} face track(s), {rate:.1f} frames/s")
     return written
 
 
@@ -265,32 +287,38 @@ def _targets(
     out_dir: Path | None,
     in_place: bool,
     extension: str | None,
-    force: bool,
     clips: set[Path] = frozenset(),
 ) -> dict[Path, Path]:
-    """Where each input's result goes (--format's extension for photos; `clips` keep theirs); every
-    output problem found before any work is done."""
+    """Where each input's result goes (--format's extension for photos; `clips` keep theirs); the
+    usage problems of that choice (the files themselves are checked by _check_targets)."""
     if sum(map(bool, (output, out_dir, in_place))) > 1:
         raise UsageError("give only one of -o, --out-dir and --in-place")
     if output is not None and len(paths) > 1:
         raise UsageError(f"-o names one output file, but {len(paths)} images were given: use --out-dir")
     if in_place and extension:
         raise UsageError("--in-place keeps each file's format: drop --format")
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"--out-dir {out_dir} is a file")
     if in_place:
         targets = {p: p for p in paths}
     elif output is not None:
         targets = {paths[0]: output}
     else:
         targets = {p: (out_dir or p.parent) / f"{p.stem}_fader{_suffix(p, extension, clips)}" for p in paths}
-    inputs = {p.resolve(): p for p in paths}
     claimed: dict[Path, Path] = {}
     for source, target in targets.items():
         where = target.resolve()
         if where in claimed:
             raise UsageError(f"{claimed[where]} and {source} would both be written to {target}")
         claimed[where] = source
+    return targets
+
+
+def _check_targets(targets: dict[Path, Path], out_dir: Path | None, in_place: bool, force: bool) -> None:
+    """Every output problem, found before any work is done (after the usage errors: exit 2 comes first)."""
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out-dir {out_dir} is a file")
+    inputs = {p.resolve() for p in targets}
+    for target in targets.values():
+        where = target.resolve()
         if not in_place and where in inputs:
             raise OutputError(f"{target} is an input: use --in-place to overwrite inputs")
         if target.exists() and not (force or in_place):
@@ -298,7 +326,6 @@ def _targets(
         if target.is_dir():
             raise OutputError(f"{target} is a folder")
         _check_writable(target.parent, target, create=out_dir is not None)
-    return targets
 
 
 def _suffix(path: Path, extension: str | None, clips: set[Path]) -> str:
@@ -357,8 +384,7 @@ def inspect(
     choice = parse_face_choice(face)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
     fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold, limits=limits)
-    if not quiet:
-        say(f"device: {describe(fader.device)}")
+    say(f"device: {describe(fader.device)}")
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
     failures = Failures()
     for path in paths:
@@ -369,7 +395,7 @@ def inspect(
                         path, face=choice, align=not no_align, partial=partial, progress=frame_progress(bar, path.name)
                     )
                 for note in clip.notes:
-                    say(note)
+                    say(note, logging.WARNING)
                 results = clip.tracks
             else:
                 results = fader.inspect(path, face=choice, align=not no_align)

@@ -8,13 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from fadercli.cli.shared import hush
+
 app = typer.Typer(
     name="models",
     help="Pretrained weights: list, download, locate, remove and import them.",
     no_args_is_help=True,
 )
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no waiting/retry messages.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar and no waiting/retry messages.", callback=hush)
+]
 
 
 def _size(n: int | None) -> str:
@@ -52,7 +56,9 @@ def list_(
 
 @app.command()
 def download(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Registry names.", show_default=False)] = None,
+    names: Annotated[
+        Optional[list[str]], typer.Argument(help="Registry names.", show_default=False, metavar="NAME...")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every registry entry.")] = False,
     quiet: Quiet = False,
 ) -> None:

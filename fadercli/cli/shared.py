@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import logging
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Annotated, Any, Optional
 
 import typer
 
+from fadercli.choices import DEVICES, FACES
 from fadercli.errors import FaderError, UsageError
+
+
+def choice(name: str, values: Sequence[str]) -> type[Enum]:
+    """Fixed values as a str Enum: Typer lists them in help and in shell completion."""
+    return Enum(name, [(value, value) for value in values], type=str)
+
+
+def plain(value: Any) -> Any:
+    """An option's value as the library takes it (an Enum member's string)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def completes(values: Sequence[str]) -> Callable[[str], list[str]]:
+    """Shell completion for an option whose values are these or open-ended (cuda:N, a face index)."""
+    return lambda incomplete: [value for value in values if value.startswith(incomplete)]
+
+
+complete_device = completes(DEVICES)
+
+
+def hush(quiet: bool) -> bool:
+    """--quiet: only warnings from here on (the root command set the level before this option)."""
+    if quiet:
+        logging.getLogger("fadercli").setLevel(logging.WARNING)
+    return quiet
+
 
 Models = Annotated[
     Optional[list[str]],
@@ -26,10 +56,19 @@ Threshold = Annotated[
     Optional[float],
     typer.Option("--threshold", help="Detector confidence a face needs, 0..1 (default 0.75); lower finds more."),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.")]
+Device = Annotated[
+    str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_device)
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.", callback=hush)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
-Face = Annotated[str, typer.Option("--face", help="all, largest, or an index (0 = the largest face).")]
+Face = Annotated[
+    str,
+    typer.Option(
+        "--face",
+        help="all, largest, or an index (0 = the largest face).",
+        autocompletion=completes((*FACES, "0", "1", "2")),
+    ),
+]
 MaxMegapixels = Annotated[
     Optional[float],
     typer.Option(

@@ -10,7 +10,7 @@ import typer
 from fadercli import say
 from fadercli.cli.edit import Inputs
 from fadercli.cli.shared import Device, Face, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
-from fadercli.errors import OutputError, UsageError
+from fadercli.errors import OutputError, UsageError, import_extra
 from fadercli.limits import MAX_STEPS
 
 
@@ -77,6 +77,8 @@ def sweep(
     from fadercli.media.formats import expand_inputs, image_format, is_writable_video
 
     video = is_writable_video(output)
+    if video:
+        import_extra("av", "video")  # before any work
     animated = video or output.suffix.lower() == ".gif"
     if not animated and image_format(output) is None:
         raise UsageError(
@@ -99,10 +101,6 @@ def sweep(
         raise UsageError(f"--steps must be from 2 to {MAX_STEPS}, got {steps}")
     bounds = _range(value_range) if value_range else None
     choice = parse_face_choice(face)
-    if output.exists() and not force:
-        raise OutputError(f"{output} exists (use --force to overwrite)")
-    if not output.parent.is_dir():
-        raise OutputError(f"cannot write {output}: no such folder {output.parent}")
     paths = list(dict.fromkeys(expand_inputs(inputs)))
     fader = Fader.load(
         model or None,
@@ -112,15 +110,18 @@ def sweep(
         quiet=quiet,
         limits=Limits.of(max_megapixels, max_faces),
     )
-    if not quiet:
-        say(f"device: {describe(fader.device)}")
+    # Output problems after the usage errors (unknown attributes, devices) that loading finds.
+    if output.exists() and not force:
+        raise OutputError(f"{output} exists (use --force to overwrite)")
+    if not output.parent.is_dir():
+        raise OutputError(f"cannot write {output}: no such folder {output.parent}")
+    say(f"device: {describe(fader.device)}")
     result = fader.sweep(
         paths, attr, steps=steps, value_range=bounds, face=choice, align=not no_align, crop=crop, max_size=max_size
     )
     result.save(output, fps=fps, bounce=not loop)
-    if not quiet:
-        what = f"{len(result.order(not loop))} frames at {fps:g} fps" if animated else "a grid"
-        say(f"{output}: {what} of {len(result.cells)} input(s) x {len(result.attributes)} attribute(s)")
+    what = f"{len(result.order(not loop))} frames at {fps:g} fps" if animated else "a grid"
+    say(f"{output}: {what} of {len(result.cells)} input(s) x {len(result.attributes)} attribute(s)")
     typer.echo(str(output))
 
 

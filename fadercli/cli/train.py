@@ -12,6 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from fadercli.choices import TRAINING_CROPS
+from fadercli.cli.shared import Device, choice, complete_device, hush, plain
+
+Crop = choice("Crop", TRAINING_CROPS)
+
 
 def _knobs() -> list[inspect.Parameter]:
     """`fader train`'s model and training options, one per TrainConfig field that declares its help."""
@@ -24,9 +29,13 @@ def _knobs() -> list[inspect.Parameter]:
             continue
         flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
         option = typer.Option(flag, help=f.metadata["help"], rich_help_panel=f.metadata["panel"])
+        kind, default = hints[f.name], f.default
+        if f.metadata["choices"]:  # listed by help and completion
+            values = choice(f.name.title().replace("_", ""), f.metadata["choices"])
+            kind, default = (values if default is not None else Optional[values]), (default and values[default])
         options.append(
             inspect.Parameter(
-                f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[hints[f.name], option]
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
             )
         )
     return options
@@ -41,12 +50,11 @@ def _train(
     ] = None,
     images: Annotated[Optional[Path], typer.Option(help="Image folder for --labels.", rich_help_panel="Data")] = None,
     crop: Annotated[
-        str,
+        Crop,
         typer.Option(
-            help="none, or celeba: the release's crop of CelebA aligned images (implies --no-align).",
-            rich_help_panel="Data",
+            help="celeba: the release's crop of CelebA aligned images (implies --no-align).", rich_help_panel="Data"
         ),
-    ] = "none",
+    ] = Crop["none"],
     attr: Annotated[
         Optional[list[str]],
         typer.Option("--attr", help="Attribute to learn (repeatable; default all).", rich_help_panel="Data"),
@@ -55,21 +63,23 @@ def _train(
         Optional[bool],
         typer.Option(
             "--align/--no-align",
-            help="Find and align the largest face of each photo as `fader edit` does (photos without a face are skipped), or take images as already aligned crops. [default: --align, or --no-align with --crop celeba]",
+            help="Find and align the largest face of each photo as `fader edit` does (photos without a face are skipped), or take images as already aligned crops. \\[default: --align, or --no-align with --crop celeba]",
             show_default=False,
             rich_help_panel="Data",
         ),
     ] = None,
     out: Annotated[
-        Optional[Path], typer.Option(help="Run folder [default: runs/<data name>].", rich_help_panel="Run")
+        Optional[Path], typer.Option(help="Run folder \\[default: runs/<data name>].", rich_help_panel="Run")
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its checkpoint.", rich_help_panel="Run")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel="Run")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel="Run", autocompletion=complete_device)
+    ] = "auto",
     workers: Annotated[int, typer.Option(help="Processes decoding images into the cache.", rich_help_panel="Run")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final scores as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.", callback=hush)] = False,
     **knobs,
 ) -> None:
     """Train a Fader Network on your own labelled face images.
@@ -80,7 +90,8 @@ def _train(
     from fadercli.train.config import TrainConfig
     from fadercli.train.run import run_training
 
-    config = TrainConfig(**knobs)
+    config = TrainConfig(**{name: plain(value) for name, value in knobs.items()})
+    crop = plain(crop)
     align = crop == "none" if align is None else align
     data_args = {"data": data, "labels": labels, "images": images, "crop": crop, "align": align, "attributes": attr}
     out = out or Path("runs") / (data or images or Path("fader")).resolve().name
@@ -106,7 +117,7 @@ train.__signature__ = inspect.Signature([*_fixed, *_knobs()])  # what Typer read
 
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run folder written by `fader train`.")],
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
 ) -> None:
     """Recompute swap accuracy and reconstruction PSNR of a run on its validation faces."""

@@ -10,6 +10,7 @@ reuses what it analysed before, and video one that uses each face track's known 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ class Chain:
                 loaded = hub.resolve_model(spec, kind="classifier", quiet=quiet)
                 loaded.model.to(self.device).eval()
             except (DownloadError, ModelError) as e:
-                say(f"no classifier probabilities: {e}")
+                say(f"no classifier probabilities: {e}", logging.WARNING)
                 loaded = None
             self._classifiers[spec] = loaded
         return self._classifiers[spec]

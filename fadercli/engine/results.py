@@ -1,9 +1,12 @@
 """What an edit gives back: per face its index, box, own values and the values it was given (or a
-classifier's probabilities); per image the edited picture and the time it took."""
+classifier's probabilities); per image the edited picture and the time it took; per clip its
+face tracks (TrackResult) and what was written (VideoResult)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -41,3 +44,36 @@ class EditResult:
     image: Any  # of the same kind (a Photo for a path)
     faces: list[FaceResult]
     seconds: float  # this image's share of the work (reading, finding faces, the models, pasting)
+
+
+# progress(stage, frames done, frames in all or None): "tracking" (pass 1), then "editing" (pass 2).
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass
+class TrackResult(FaceResult):
+    """One face followed through a clip: its index among the clip's tracks (largest median size
+    first), its median box in the picture as displayed, the first and last frame it is in and the
+    number of frames it was found in; its values are medians over crops spread along the track."""
+
+    first: int = 0
+    last: int = 0
+    found: int = 0
+
+    def to_dict(self) -> dict:
+        record = super().to_dict()
+        return {"track": record.pop("face"), "frames": [self.first, self.last], "found": self.found, **record}
+
+
+@dataclass
+class VideoResult:
+    """An edited clip (`output`), or for `inspect_clip` the tracks of one (`output` None)."""
+
+    source: Path
+    output: Path | None
+    frames: int
+    rate: float
+    size: tuple[int, int]  # as displayed
+    tracks: list[TrackResult]
+    seconds: float
+    notes: list[str] = field(default_factory=list)  # for the user: an odd size cut, streams left out, ...

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
-from fadercli.errors import InputError
+from fadercli.errors import InputError, import_extra
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.limits import Limits
+
+av = import_extra("av", "video")
 
 # The demuxers a clip may be read with (FFmpeg's names). Left out: those that open other files or
 # URLs named inside the clip (HLS, DASH, concat lists, image sequences) and raw guesses, so that

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
-from fadercli.errors import OutputError, UsageError
+from fadercli.choices import PRESETS
+from fadercli.errors import OutputError, UsageError, import_extra
 from fadercli.media.clips import ClipInfo, ffmpeg_reason, planes
 from fadercli.media.formats import WRITABLE
 
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+av = import_extra("av", "video")
 
 
 DEFAULT_CRF = {"libx264": 18, "libvpx-vp9": 30}  # near-transparent for a re-encode; VP9's scale is 0..63

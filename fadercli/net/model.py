@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-UPSAMPLE_METHODS = ("convtranspose", "upsampling", "pixelshuffle")
-
+from fadercli.choices import UPSAMPLE_METHODS
 
 # Bounds on what a config may ask for, far above any real Fader network (the release's are 32 / 512 /
 # 512, CelebA has 40 attributes): a weights file's metadata must not make fader build a giant model.

@@ -13,3 +13,8 @@
 
 Nothing here imports at `fader --help` time: the command imports it inside its function.
 """
+
+from fadercli.errors import EXTRAS, import_extra
+
+for _module in EXTRAS["serve"][0]:  # one line naming the extra, before any of them is needed
+    import_extra(_module, "serve")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -112,7 +113,10 @@ def _token(options: Options) -> str | None:
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"--token-file {value}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     elif name == "--token" and value != "auto":
-        say(f"--token shows on the command line to every user of this machine (ps): prefer {TOKEN_ENV} or --token-file")
+        say(
+            f"--token shows on the command line to every user of this machine (ps): prefer {TOKEN_ENV} or --token-file",
+            logging.WARNING,
+        )
     return secrets.token_urlsafe(18) if value == "auto" else value
 
 

@@ -8,19 +8,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fadercli.choices import LR_SCHEDULES, UPSAMPLE_METHODS
 from fadercli.errors import UsageError
 
 if TYPE_CHECKING:
     from fadercli.attributes import AttributeSet
     from fadercli.net.model import FaderConfig
 
-LR_SCHEDULES = ("constant", "cosine")
 RUN, MODEL, OPTIM = "Run", "Model (FACTS.md names; default by image size)", "Optimisation"
 
 
-def knob(default: Any, help: str, panel: str = OPTIM, flag: str | None = None) -> Any:
-    """A TrainConfig field that `fader train` offers as an option (`flag` names it when its name does not)."""
-    return field(default=default, metadata={"help": help, "panel": panel, "flag": flag})
+def knob(
+    default: Any, help: str, panel: str = OPTIM, flag: str | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
+    """A TrainConfig field that `fader train` offers as an option (`flag` names it when its name does not;
+    `choices` are the values it takes, listed by help and completion)."""
+    return field(default=default, metadata={"help": help, "panel": panel, "flag": flag, "choices": choices})
 
 
 @dataclass
@@ -39,14 +42,16 @@ class TrainConfig:
     max_fm: int | None = knob(None, "Cap on feature maps.", MODEL)
     n_layers: int | None = knob(None, "Encoder/decoder blocks.", MODEL)
     n_skip: int = knob(0, "Encoder-to-decoder skip connections.", MODEL)
-    upsample: str = knob("convtranspose", "convtranspose, upsampling or pixelshuffle.", MODEL)
+    upsample: str = knob("convtranspose", "How the decoder doubles its resolution.", MODEL, choices=UPSAMPLE_METHODS)
     instance_norm: bool = knob(False, "Instance norm instead of batch norm.", MODEL)
     dec_dropout: float = knob(0.0, "Decoder dropout.", MODEL)
     hid_dim: int = knob(512, "Latent discriminator hidden units.", MODEL)
     lat_dis_dropout: float = knob(0.3, "Latent discriminator dropout.", MODEL)
     lr: float | None = knob(None, "Autoencoder learning rate (Adam).")
     dis_lr: float | None = knob(None, "Latent discriminator learning rate.")
-    lr_schedule: str | None = knob(None, "constant, or cosine: down to --lr-final times the rate by the end.")
+    lr_schedule: str | None = knob(
+        None, "constant, or cosine: down to --lr-final times the rate by the end.", choices=LR_SCHEDULES
+    )
     lr_final: float = knob(0.1, "Where the cosine schedule ends, as a share of the learning rate.")
     beta1: float = knob(0.5, "Adam beta1.")
     beta2: float = knob(0.999, "Adam beta2.")

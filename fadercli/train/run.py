@@ -6,6 +6,7 @@ evaluation and the summary's warnings; `fader eval` scores a run again.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import signal
 import threading
@@ -61,10 +62,8 @@ class _StopFlag:
             signal.signal(signal.SIGINT, previous)
 
 
-def _stderr_log(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr, flush=True)
+# Training's lines (progress, evaluation) read as a log of the run: `fader train` shows them bare.
+_log = logging.getLogger("fadercli.train").info
 
 
 def train(
@@ -77,7 +76,7 @@ def train(
     dist: Distributed | None = None,
     run_info: dict | None = None,
     started: float | None = None,
-    log: Callable[[str], None] = _stderr_log,
+    log: Callable[[str], None] = _log,
     show_progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
@@ -302,7 +301,7 @@ def run_training(
             device = torch.device("cuda", dist.local_rank)
             torch.cuda.set_device(device)
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    log = _stderr_log if dist.main and not quiet else (lambda message: None)
+    log = _log if dist.main and not quiet else (lambda message: None)
     try:
         log(f"device: {describe(device)}" + (f" x {dist.world} processes" if dist.world > 1 else ""))
         data_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in data_args.items()}
@@ -343,7 +342,7 @@ def evaluate_run(run: Path, *, device_name: str = "auto") -> dict:
     config = TrainConfig(**info["config"])
     data_args = info["data"]
     paths = {k: Path(data_args[k]) if data_args[k] else None for k in ("data", "labels", "images")}
-    dataset = _dataset({**data_args, **paths}, config, workers=2, log=_stderr_log)
+    dataset = _dataset({**data_args, **paths}, config, workers=2, log=_log)
     device = pick_device(device_name)
     ae = load_model(Path(run) / "model.safetensors", kind="fader").model.to(device)
     clf = load_model(Path(run) / "classifier.safetensors", kind="classifier").model.to(device)

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
 from fadercli import faces as facelib
 from fadercli.engine.chain import Chain, Step
-from fadercli.engine.results import FaceResult
-from fadercli.errors import OutputError, UsageError
+from fadercli.engine.results import FaceResult, Progress, VideoResult
+from fadercli.errors import OutputError, UsageError, import_extra
 from fadercli.files import atomic_path
 from fadercli.limits import Limits
 from fadercli.media import clips, encoder
@@ -30,7 +29,9 @@ from fadercli.media.images import from_array
 from fadercli.net.editor import compose
 from fadercli.net.tensors import from_crops, to_unit
 from fadercli.video import stages, tracking
-from fadercli.video.scan import Progress, VideoResult, _track_result, choose_tracks, scan
+from fadercli.video.scan import _track_result, choose_tracks, scan
+
+av = import_extra("av", "video")
 
 # Frames waiting for a batch of faces to fill: at most this many, and this many bytes (4K frames).
 MAX_PENDING = 32

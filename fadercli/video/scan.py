@@ -11,52 +11,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from fadercli import faces as facelib
 from fadercli.engine.chain import Chain
-from fadercli.engine.results import FaceResult
+from fadercli.engine.results import FaceResult, Progress, TrackResult, VideoResult
 from fadercli.errors import InputError, NoFaceError
 from fadercli.limits import Limits
 from fadercli.media import clips
 from fadercli.media.images import centre_square, from_array, to_uint8
 from fadercli.net.tensors import from_crops
 from fadercli.video import tracking
-
-# progress(stage, frames done, frames in all or None): "tracking" (pass 1), then "editing" (pass 2).
-Progress = Callable[[str, int, "int | None"], None]
-
-
-@dataclass
-class TrackResult(FaceResult):
-    """One face followed through a clip: its index among the clip's tracks (largest median size
-    first), its median box in the picture as displayed, the first and last frame it is in and the
-    number of frames it was found in; its values are medians over crops spread along the track."""
-
-    first: int = 0
-    last: int = 0
-    found: int = 0
-
-    def to_dict(self) -> dict:
-        record = super().to_dict()
-        return {"track": record.pop("face"), "frames": [self.first, self.last], "found": self.found, **record}
-
-
-@dataclass
-class VideoResult:
-    """An edited clip (`output`), or for `inspect_clip` the tracks of one (`output` None)."""
-
-    source: Path
-    output: Path | None
-    frames: int
-    rate: float
-    size: tuple[int, int]  # as displayed
-    tracks: list[TrackResult]
-    seconds: float
-    notes: list[str] = field(default_factory=list)  # for the user: an odd size cut, streams left out, ...
 
 
 @dataclass

@@ -3,18 +3,23 @@ allow-list unpickler), training checkpoints (checkpoints.py), the registry of na
 (registry.py), downloads (download.py), the cache (cache.py), and what a `--model` spec names
 (hub.py). Every file is checked before anything is built from it."""
 
-from fadercli.weights.cache import fetch, import_model, list_models
-from fadercli.weights.format import LoadedModel, load_model, save_model
-from fadercli.weights.hub import resolve_model
-from fadercli.weights.registry import model_for_attribute
+import importlib
 
-__all__ = [
-    "LoadedModel",
-    "fetch",
-    "import_model",
-    "list_models",
-    "load_model",
-    "model_for_attribute",
-    "resolve_model",
-    "save_model",
-]
+# Loaded on first use, so that `fader models list` and friends start without torch.
+_EXPORTS = {
+    "fetch": "cache",
+    "import_model": "cache",
+    "list_models": "cache",
+    "LoadedModel": "format",
+    "load_model": "format",
+    "save_model": "format",
+    "resolve_model": "hub",
+    "model_for_attribute": "registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -17,6 +17,7 @@ and downloads of non-model files stay light.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -116,7 +117,8 @@ def _record(entry: Entry, digest: str) -> None:
         tmp.write_text(digest + "\n")
     say(
         f"{entry.name}: no sha256 is published for this file; recorded {digest} in {record},"
-        " and later downloads must match it"
+        " and later downloads must match it",
+        logging.WARNING,
     )
 
 

@@ -8,6 +8,7 @@ renames it to DEST only once its size and sha256 are right. The caller keeps oth
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -213,7 +214,7 @@ def _download_from(url: str, job: Download) -> str:
                 raise _UrlFailed(f"{reason} ({tries} {'try' if tries == 1 else 'tries'})") from None
             wait = job.settings.backoff * 2 ** (tries - 1)
             if job.interactive:
-                say(f"{job.label}: {reason}; retrying in {wait:g} s")
+                say(f"{job.label}: {reason}; retrying in {wait:g} s", logging.WARNING)
             time.sleep(wait)
             continue
         except requests.RequestException as e:  # a malformed URL, too many redirects ...

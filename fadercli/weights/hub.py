@@ -4,11 +4,13 @@ name, an http(s) URL), fetched into the cache if needed, and loaded."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from fadercli import say
 from fadercli.errors import ModelError, UsageError
 from fadercli.weights.cache import _fetch, cached_path, fetch, import_model, list_models, offline, remove
 from fadercli.weights.readers import READERS, load_file
@@ -87,4 +89,5 @@ def resolve_model(spec: str, *, kind: str | None = "fader", quiet: bool = False)
 
                 require_kind(entry.name, entry.kind, kind)
             path = fetch(spec, quiet=quiet)
+    say(f"model {spec}: {path}", logging.DEBUG)
     return load_file(path, kind)
