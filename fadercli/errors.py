@@ -91,6 +91,9 @@ class MissingExtraError(UsageError, ImportError):
 EXTRAS = {
     "serve": (("fastapi", "uvicorn", "multipart"), "fader serve"),
     "video": (("av",), "video (clips, and sweeps saved as .mp4 or .webm)"),
+    "hub": (("huggingface_hub",), "the Hugging Face Hub (hf:// models, fader push)"),
+    "tensorboard": (("tensorboard",), "--log tensorboard"),
+    "plot": (("matplotlib",), "drawing training curves"),
 }
 
 

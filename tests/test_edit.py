@@ -305,8 +305,9 @@ def test_json_records_and_shift_from_the_estimate(run_cli, toy_runs, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     [record] = _records(result.stdout)
-    assert set(record) == {"input", "output", "faces", "values", "seconds"}
+    assert set(record) == {"input", "output", "faces", "values", "models", "seconds"}
     assert record["input"] == str(ASTRONAUT) and record["output"] == str(tmp_path / "out.png")
+    assert record["models"] == [str(toy_runs["both"] / "model.safetensors")]  # which weights made it
     assert record["values"] == {"set": {"Smiling": 1.0}, "shift": {"Eyeglasses": 0.5}}
     assert record["seconds"] > 0
     [face] = record["faces"]

@@ -17,7 +17,7 @@ from importlib.abc import MetaPathFinder
 
 class Absent(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"av", "fastapi", "uvicorn", "multipart", "starlette", "pydantic"}:
+        if name.split(".")[0] in {"av", "fastapi", "uvicorn", "multipart", "starlette", "pydantic", "huggingface_hub", "matplotlib", "tensorboard"}:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, Absent())
@@ -52,10 +52,24 @@ def test_serve_and_video_name_their_extra(tmp_path, toy_runs):
     assert not (tmp_path / "s.mp4").exists() and not (tmp_path / "talk_fader.mp4").exists()
 
 
+def test_hub_plot_and_tensorboard_name_their_extra(tmp_path, toy_runs):
+    assert_names_extra(bare_fader("info", "hf://alice/smiling"), "hub")
+    assert_names_extra(bare_fader("push", toy_runs["both"], "alice/smiling"), "hub")
+    assert_names_extra(bare_fader("plot", toy_runs["both"], "-o", tmp_path / "c.png"), "plot")
+    from fadercli.train import toyfaces
+
+    toyfaces.write_dataset(tmp_path / "toy", 8, size=32, seed=1, attributes=("Smiling",))
+    assert_names_extra(
+        bare_fader("train", tmp_path / "toy", "--img-size", "32", "--log", "tensorboard", "--out", tmp_path / "run"),
+        "tensorboard",
+    )
+    assert not (tmp_path / "c.png").exists() and not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_help_lists_every_command_without_the_extras():
     result = bare_fader("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("edit", "sweep", "serve", "train", "inspect"):
+    for command in ("edit", "sweep", "serve", "train", "inspect", "plot", "push", "export"):
         assert command in result.stdout
 
 

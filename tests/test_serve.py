@@ -424,3 +424,17 @@ def test_without_models_the_registry_is_offered_and_loaded_on_first_use(toy_runs
         assert (
             c.post(f"/api/photos/{photo.json()['id']}/render", json={"faces": {"0": {"Smiling": 1}}}).status_code == 200
         )
+
+
+def test_a_loaded_runs_card_and_curves(client, toy_runs):
+    run = toy_runs["both"]
+    [model] = client.get("/api/models").json()["models"]
+    assert model["name"] == str(run) and model["card"] is True and model["curves"] is True
+    card = client.get(f"/api/models/{run}/card")
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/markdown")
+    assert card.text == (run / "README.md").read_text()
+    curves = client.get(f"/api/models/{run}/curves.png")
+    assert curves.status_code == 200 and curves.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(curves.content)).size[0] > 600
+    missing = client.get("/api/models/nothing-here/card")
+    assert missing.status_code == 404 and missing.json()["code"] == "no_such_model"

@@ -158,6 +158,16 @@ def test_sliding_in_a_browser(served):
             page.keyboard.press("PageUp")
             _idle(page)
             page.screenshot(path=str(SCREENSHOT))
+
+            # The loaded run's curves and card, opened from the side panel.
+            page.click("#about summary")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('#about img'); return i && i.naturalWidth > 600; }"
+            )
+            page.wait_for_function(
+                "() => (document.querySelector('#about pre') || {}).textContent?.includes('## Evaluation')"
+            )
+            assert "library_name: fadercli" in page.locator("#about pre").inner_text()
             assert not errors, errors
         finally:
             browser.close()

@@ -395,8 +395,19 @@ def test_the_token_comes_from_the_environment_or_a_file_and_warns_on_the_command
         process.wait(timeout=20)
     process, url = _serve(["--model", toy_runs["both"], "--token", "on-the-command-line"])
     process.send_signal(signal.SIGINT)
-    process.wait(timeout=20)
+    _stopped(process)
     assert "--token shows on the command line to every user of this machine" in process.stderr.read()
+
+
+def _stopped(process, timeout: float = 20) -> None:
+    """Wait for a signalled server to end; if it does not, fail with what its threads were doing."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack on stderr
+        time.sleep(1)
+        process.kill()
+        raise AssertionError(f"the server did not stop:\n{process.stderr.read()[-6000:]}") from None
 
 
 def test_the_login_cookie_is_named_after_the_port(toy_runs):

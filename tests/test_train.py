@@ -231,6 +231,11 @@ def test_cli_train_eval_and_refusals(toy_data, tmp_path, run_cli, monkeypatch):
     evaluation = run_cli("eval", run, "--json")
     assert evaluation.exit_code == 0, evaluation.stderr
     assert json.loads(evaluation.stdout)["swap_accuracy"] == scores["swap_accuracy"]
+    from fadercli.train.metrics import last_evaluation, read_metrics
+
+    point = last_evaluation(run)  # `fader eval` adds its point to the run's curves, at the model's step
+    assert point["source"] == "fader eval" and point["step"] == 4
+    assert [step for step, _ in read_metrics(run).series["eval/psnr"]] == [4, 4]
     text = run_cli("eval", run)
     assert text.exit_code == 0, text.stderr
     for name in ("Eyeglasses", "Smiling"):

@@ -20,6 +20,7 @@ from fadercli.cli import edit as _edit
 from fadercli.cli import info as _info
 from fadercli.cli import models as _models
 from fadercli.cli import serve as _serve
+from fadercli.cli import share as _share
 from fadercli.cli import sweep as _sweep
 from fadercli.cli import train as _train
 from fadercli.errors import FaderError, UsageError, one_line
@@ -137,6 +138,9 @@ app.add_typer(_models.app)
 app.command("align")(_align.align)
 app.command("train")(_train.train)
 app.command("eval")(_train.evaluate)
+app.command("plot")(_share.plot)
+app.command("export")(_share.export)
+app.command("push")(_share.push)
 app.command("demo")(_demo.demo)
 app.command("serve")(_serve.serve)
 

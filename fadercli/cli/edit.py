@@ -208,6 +208,7 @@ def _edit_photos(edit: _Edit, photos: list[Path], targets: dict[Path, Path], fil
                     "output": str(target),
                     "faces": faces,
                     "values": edit.requested,
+                    "models": [m.loaded.source for m in edit.fader.models],
                     "seconds": round(seconds, 3),
                 }
                 typer.echo(json.dumps(record))
@@ -250,6 +251,7 @@ def _edit_clips(edit: _Edit, clips: list[Path], targets: dict[Path, Path], **set
                 "size": list(result.size),
                 "tracks": [t.to_dict() for t in result.tracks],
                 "values": edit.requested,
+                "models": [m.loaded.source for m in edit.fader.models],
                 "seconds": round(result.seconds, 3),
             }
             typer.echo(json.dumps(record))

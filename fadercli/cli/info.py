@@ -10,7 +10,10 @@ import typer
 
 def info(
     model: Annotated[
-        str, typer.Argument(help="A weights file (.safetensors, an authors' .pth), a run folder, a model name or URL.")
+        str,
+        typer.Argument(
+            help="A weights file (.safetensors, an authors' .pth), a run folder, a model name, a URL or hf://OWNER/NAME."
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:

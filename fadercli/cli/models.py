@@ -57,20 +57,26 @@ def list_(
 @app.command()
 def download(
     names: Annotated[
-        Optional[list[str]], typer.Argument(help="Registry names.", show_default=False, metavar="NAME...")
+        Optional[list[str]],
+        typer.Argument(
+            help="Registry names, or hf://OWNER/NAME[@REVISION] models.", show_default=False, metavar="NAME..."
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every registry entry.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Download (and convert) registry files into the cache; print their paths."""
+    """Download (and convert) registry files into the cache, or Hub models into the Hub's cache; print their paths."""
     from fadercli.errors import UsageError
     from fadercli.weights.cache import fetch
+    from fadercli.weights.hf import PREFIX
+    from fadercli.weights.hub import resolve_model
     from fadercli.weights.registry import registry
 
     if bool(names) == all_:
         raise UsageError("name the models to download, or give --all")
     for name in list(registry()) if all_ else names:
-        typer.echo(str(fetch(name, quiet=quiet)))
+        # A Hub model is checked as it would be loaded.
+        typer.echo(str(resolve_model(name, kind=None).path if name.startswith(PREFIX) else fetch(name, quiet=quiet)))
 
 
 @app.command()

@@ -43,7 +43,8 @@ Models = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="A registry name, .safetensors file, training run folder, checkpoint.pt, authors' .pth or URL;"
+        help="A registry name, .safetensors file, training run folder, checkpoint.pt, authors' .pth, URL or"
+        " hf://OWNER/NAME[@REVISION];"
         " repeat it to chain models (each attribute goes to the first model that edits it)."
         " Default: the registry's model for each attribute.",
         show_default=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import shlex
 import time
 import typing
 from dataclasses import fields
@@ -16,6 +17,7 @@ from fadercli.choices import TRAINING_CROPS
 from fadercli.cli.shared import Device, choice, complete_device, hush, plain
 
 Crop = choice("Crop", TRAINING_CROPS)
+LogTo = choice("LogTo", ("jsonl", "tensorboard"))
 
 
 def _knobs() -> list[inspect.Parameter]:
@@ -42,6 +44,7 @@ def _knobs() -> list[inspect.Parameter]:
 
 
 def _train(
+    ctx: typer.Context,
     data: Annotated[
         Optional[Path], typer.Argument(help="Folder of labelled images (formats below).", show_default=False)
     ] = None,
@@ -78,6 +81,14 @@ def _train(
         str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel="Run", autocompletion=complete_device)
     ] = "auto",
     workers: Annotated[int, typer.Option(help="Processes decoding images into the cache.", rich_help_panel="Run")] = 2,
+    log_to: Annotated[
+        LogTo,
+        typer.Option(
+            "--log",
+            help="Where the curves go besides metrics.jsonl: tensorboard adds event files in RUN/tensorboard.",
+            rich_help_panel="Run",
+        ),
+    ] = LogTo["jsonl"],
     as_json: Annotated[bool, typer.Option("--json", help="Print the final scores as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.", callback=hush)] = False,
     **knobs,
@@ -96,9 +107,36 @@ def _train(
     data_args = {"data": data, "labels": labels, "images": images, "crop": crop, "align": align, "attributes": attr}
     out = out or Path("runs") / (data or images or Path("fader")).resolve().name
     result = run_training(
-        data_args, config, out, device_name=device, resume=resume, workers=workers, quiet=quiet, started=started
+        data_args,
+        config,
+        out,
+        device_name=device,
+        resume=resume,
+        workers=workers,
+        quiet=quiet,
+        started=started,
+        tensorboard=plain(log_to) == "tensorboard",
+        command=_command(ctx),
     )
     _report(result, out, as_json)
+
+
+def _command(ctx: typer.Context) -> str:
+    """The command that trained a run (for its model card), rebuilt from the options given on the
+    command line in their canonical spelling."""
+    words = ["fader", "train"]
+    for param in ctx.command.params:
+        if param.name in ("quiet", "as_json") or ctx.get_parameter_source(param.name).name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        for v in map(plain, value if isinstance(value, (list, tuple)) else [value]):
+            if param.param_type_name == "argument":
+                words.append(str(v))
+            elif isinstance(v, bool):
+                words.append(param.opts[0] if v else param.secondary_opts[0])
+            else:
+                words += [param.opts[0], str(v)]
+    return shlex.join(words)
 
 
 def train(*args, **kwargs) -> None:

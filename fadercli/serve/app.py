@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
 import sys
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fadercli import __version__
-from fadercli.errors import FaderError, UsageError
+from fadercli.errors import FaderError, InputError, UsageError
 from fadercli.serve.cache import PhotoCache, PhotoEntry
 from fadercli.serve.errors import HTTPFailure, failure, from_error
 from fadercli.serve.guard import Guard, same_token
@@ -40,6 +41,9 @@ from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import ClientGone, RenderQueue
 from fadercli.serve.settings import LOOPBACK_NAMES, Settings
 from fadercli.serve.work import WorkPool
+from fadercli.train.card import CARD_FILE
+
+MAX_CARD_BYTES = 256 * 1024  # a card is a few kB; a huge README.md is cut, not read whole
 
 __all__ = ["LOOPBACK_NAMES", "Settings", "create_app"]
 
@@ -197,6 +201,24 @@ def _page_and_models(app: FastAPI, pool: ModelPool, settings: Settings, cache: P
         """The models offered, their attributes and slider ranges (without --model: the registry's,
         each loaded on first use)."""
         return {"models": pool.describe(), "attributes": pool.attributes(), "registry": pool.registry_mode}
+
+    @app.get("/api/models/{name:path}/card")
+    async def card(name: str):
+        """A loaded model's card (README.md beside its weights), as Markdown text."""
+        path = pool.folder(name) / CARD_FILE
+        if not path.is_file():
+            raise InputError(f"{name}: no model card beside its weights", code="no_card")
+        with open(path, "rb") as f:
+            text = f.read(MAX_CARD_BYTES).decode("utf-8", errors="replace")
+        return Response(text, media_type="text/markdown; charset=utf-8")
+
+    @app.get("/api/models/{name:path}/curves.png")
+    async def curves(name: str):
+        """A loaded training run's curves, drawn from its metrics.jsonl (the `plot` extra)."""
+        folder = pool.folder(name)
+        return Response(
+            await in_pool(_curves_png, folder), media_type="image/png", headers={"Cache-Control": "no-cache"}
+        )
 
     @app.post("/api/models/{name}/load")
     async def load_model(name: str):
@@ -417,6 +439,14 @@ def _validation_failure(error: RequestValidationError) -> JSONResponse:
     message = first.get("msg", "invalid request")
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return failure(f"{where}: {message}{more}" if where else f"{message}{more}", "invalid_request", 422)
+
+
+def _curves_png(folder) -> bytes:
+    from fadercli.train.plot import figure_for
+
+    buffer = io.BytesIO()
+    figure_for(folder).savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
 
 
 def _page() -> tuple[str, str]:

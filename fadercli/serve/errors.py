@@ -36,6 +36,7 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "photo_not_found": 404,
     "no_such_model": 404,
+    "no_card": 404,
     "method_not_allowed": 405,
     "superseded": 409,
     "too_large": 413,

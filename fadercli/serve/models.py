@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,7 @@ from fadercli.api import Fader
 from fadercli.engine.chain import Model
 from fadercli.errors import ModelError, UsageError
 from fadercli.limits import SERVE, Limits
+from fadercli.train.card import CARD_FILE
 
 
 @dataclass
@@ -94,6 +96,14 @@ class ModelPool:
                 self._add(offer, loaded)
             return offer
 
+    def folder(self, name: str) -> Path:
+        """The folder beside a loaded model's weights: a training run's (curves, card) or a Hub
+        snapshot's (card)."""
+        offer = self.offers.get(name)
+        if offer is None or offer.model is None or offer.model.loaded.path is None:
+            raise ModelError(f"no model {name!r} is loaded here", code="no_such_model")
+        return offer.model.loaded.path.parent
+
     def require_fader(self) -> Fader:
         if self.fader is None:
             raise UsageError("no model is loaded yet: choose an attribute to edit first", code="no_model")
@@ -116,7 +126,10 @@ class ModelPool:
             else:
                 model = offer.model
                 ranges = model.loaded.slider_ranges
+                folder = self.folder(offer.name)
                 record |= {
+                    "card": (folder / CARD_FILE).is_file(),
+                    "curves": (folder / "metrics.jsonl").is_file(),
                     "size": model.size,
                     "attributes": [
                         {"name": a.name, "range": list(ranges[a.name]), "categories": a.n_categories}

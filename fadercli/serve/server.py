@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import ipaddress
 import logging
 import math
 import os
 import re
 import secrets
+import signal
 import socket
 import threading
 import webbrowser
@@ -24,6 +26,7 @@ TOKEN_ENV = "FADER_TOKEN"
 # connection is kept: a crowd of clients or slow sockets cannot hold the server's memory.
 MAX_CONNECTIONS = 64
 KEEP_ALIVE_SECONDS = 5
+STOP_SECONDS = 10  # after Ctrl-C or SIGTERM, the longest a graceful shutdown may take
 
 
 @dataclass
@@ -220,8 +223,15 @@ def run(options: Options) -> None:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
+            if not self.should_exit:  # whatever hangs in the graceful shutdown, the process ends
+                watchdog = threading.Timer(STOP_SECONDS, os._exit, [130])  # 130: the shell's code for Ctrl-C
+                watchdog.daemon = True
+                watchdog.start()
             app.state.work.shutdown()  # requests waiting on model work are answered now, not cancelled later
             super().handle_exit(sig, frame)
+
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a stuck server is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     try:
         Server(config).run(sockets=[sock])

@@ -34,13 +34,23 @@ class Dataset:
         """The validation faces a run is scored on: at most EVAL_FACES, so scoring time is bounded."""
         return self.val[:EVAL_FACES]
 
+    def summary(self) -> dict:
+        """Its size and, per attribute, the share of images with it in train and validation (run.json,
+        the model card)."""
+        with_ = {}
+        for i, name in enumerate(self.attributes.names):
+            shares = {"train": self.labels[self.train, i].mean()}
+            if len(self.val):
+                shares["validation"] = self.labels[self.val, i].mean()
+            with_[name] = {k: round(float(v), 4) for k, v in shares.items()}
+        return {"train": len(self.train), "validation": len(self.val), "with": with_}
+
     def balance(self) -> list[str]:
         """One line per attribute: the share of positives in train and validation."""
-        out = []
-        for i, name in enumerate(self.attributes.names):
-            t, v = self.labels[self.train, i].mean(), self.labels[self.val, i].mean() if len(self.val) else float("nan")
-            out.append(f"{name}: {t:.0%} with in train, {v:.0%} in validation")
-        return out
+        return [
+            f"{name}: {shares['train']:.0%} with in train, {shares.get('validation', float('nan')):.0%} in validation"
+            for name, shares in self.summary()["with"].items()
+        ]
 
 
 def split(n_rows: int, rows: np.ndarray, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

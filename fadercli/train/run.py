@@ -18,14 +18,16 @@ from pathlib import Path
 
 import torch
 
-from fadercli.errors import InputError, ModelError, OutputError, UsageError
+from fadercli.errors import InputError, ModelError, OutputError, UsageError, import_extra
 from fadercli.files import atomic_path
 from fadercli.net.model import FaderConfig
 from fadercli.progress import progress_bar
+from fadercli.train.card import CARD_FILE, write_card
 from fadercli.train.config import TrainConfig
 from fadercli.train.data import Dataset
 from fadercli.train.evaluate import evaluate
 from fadercli.train.loop import Distributed, Pace, Trainer, lr_scale
+from fadercli.train.metrics import Metrics
 from fadercli.weights.checkpoints import load_checkpoint
 from fadercli.weights.format import load_model
 
@@ -79,6 +81,7 @@ def train(
     log: Callable[[str], None] = _log,
     show_progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
+    tensorboard: bool = False,
 ) -> TrainResult:
     """Train (or resume) a run in `out`. `started` (time.monotonic()) anchors --max-minutes, so
     that data preparation counts against the budget too."""
@@ -93,7 +96,25 @@ def train(
     if math.isinf(max_steps) and math.isinf(budget):
         raise UsageError("give --max-steps or --max-minutes")
     pace = Pace(max_steps, started + budget - reserve, trainer.progress, time.monotonic())
-    metrics = _Metrics(out / "metrics.jsonl", dist.main, log)
+    metrics = Metrics(out, dist.main, log, tensorboard=tensorboard)
+    try:
+        return _finish(trainer, pace, max_steps, metrics, show_progress, on_step, started, log)
+    finally:
+        metrics.close()
+
+
+def _finish(
+    trainer: Trainer,
+    pace: Pace,
+    max_steps: float,
+    metrics: Metrics,
+    show_progress: bool,
+    on_step: Callable[[int, dict], None] | None,
+    started: float,
+    log: Callable[[str], None],
+) -> TrainResult:
+    """The steps, then the final evaluation recorded and the model saved with it."""
+    config, dist = trainer.config, trainer.dist
     progress = progress_bar(show_progress and dist.main, info=True, percent=True)
     if _loop(trainer, pace, max_steps, metrics, progress, on_step):
         trainer.save()
@@ -106,8 +127,9 @@ def train(
         result["warnings"] = result["warnings"] + training_warnings(
             trainer.step, trainer.progress, config.img_size, result
         )
-        metrics.record({"step": trainer.step, "eval": result})
+        metrics.record({"step": trainer.step, "minutes": round(trainer.elapsed / 60, 3), "eval": result})
         trainer.save_model(result)
+        write_card(trainer.out, trainer.out / CARD_FILE)
         result = {
             **result,
             "steps": trainer.step,
@@ -154,56 +176,17 @@ def _start(
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "run.json") as tmp:
-            tmp.write_text(json.dumps({"config": asdict(trainer.config), **(run_info or {})}, indent=2))
+            info = {"config": asdict(trainer.config), "dataset": dataset.summary(), **(run_info or {})}
+            tmp.write_text(json.dumps(info, indent=2))
     trainer.fit_classifiers()
     return trainer
-
-
-class _Metrics:
-    """Step metrics averaged over LOG_EVERY steps, appended to metrics.jsonl (rank 0 only) and shown."""
-
-    LOG_EVERY = 50
-
-    def __init__(self, path: Path, main: bool, log: Callable[[str], None]):
-        self.path, self.main, self.log = path, main, log
-        self.sums: dict[str, torch.Tensor | float] = {}
-        self.n, self.images, self.since = 0, 0, time.monotonic()
-        self.last_log = time.monotonic()
-
-    def record(self, entry: dict) -> None:
-        if self.main:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(entry) + "\n")
-
-    def add(self, step: int, at: float, metrics: dict, images: int, last: bool, progress, task) -> None:
-        schedule = {k: metrics.pop(k) for k in ("lambda", "lr")}  # logged as they are, not averaged
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.n, self.images = self.n + 1, self.images + images
-        if step % self.LOG_EVERY and not last:
-            return
-        now = time.monotonic()
-        entry = {
-            "step": step,
-            "progress": round(at, 4),
-            **{k: round(float(v) / self.n, 5) for k, v in self.sums.items()},
-            **schedule,
-            "images_per_s": round(self.images / (now - self.since), 1),
-        }
-        self.record(entry)
-        info = f"step {step}  rec {entry['rec_loss']:.4f}  dis acc {entry['dis_accuracy']:.2f}  λ {entry['lambda']:.1e}"
-        progress.update(task, info=info)
-        if not progress.live.is_started and now - self.last_log > 30:
-            self.log(f"{at:.0%}  {info}  {entry['images_per_s']} img/s")
-            self.last_log = now
-        self.sums, self.n, self.images, self.since = {}, 0, 0, now
 
 
 def _loop(
     trainer: Trainer,
     pace: Pace,
     max_steps: float,
-    metrics: _Metrics,
+    metrics: Metrics,
     progress,
     on_step: Callable[[int, dict], None] | None,
 ) -> bool:
@@ -220,7 +203,7 @@ def _loop(
             at, last = dist.agree(*pace(trainer.step, step_start))
             step_metrics = trainer.train_step(at)
             trainer.elapsed += time.monotonic() - step_start
-            metrics.add(trainer.step, at, step_metrics, config.batch_size, last, progress, task)
+            metrics.add(trainer.step, at, trainer.elapsed / 60, step_metrics, config.batch_size, last, progress, task)
             progress.update(task, completed=100 * at)
             due = (config.checkpoint_every and trainer.step % config.checkpoint_every == 0) or (
                 not config.checkpoint_every and time.monotonic() - last_checkpoint > config.checkpoint_minutes * 60
@@ -290,10 +273,14 @@ def run_training(
     workers: int = 2,
     quiet: bool = False,
     started: float | None = None,
+    tensorboard: bool = False,
+    command: str | None = None,
 ) -> dict:
     """What `fader train` does: set up (torchrun-aware), prepare data, train, return the scores."""
     from fadercli.devices import describe, pick_device
 
+    if tensorboard:  # before any minute goes into data or classifiers
+        import_extra("tensorboard", "tensorboard")
     dist = Distributed.from_env()
     device = pick_device(device_name)
     if dist.world > 1:
@@ -318,10 +305,11 @@ def run_training(
             device=device,
             resume=resume,
             dist=dist,
-            run_info={"data": data_args},
+            run_info={"data": data_args, **({"command": command} if command else {})},
             started=started,
             log=log,
             show_progress=not quiet,
+            tensorboard=tensorboard,
         )
     finally:
         if dist.world > 1:
@@ -344,11 +332,15 @@ def evaluate_run(run: Path, *, device_name: str = "auto") -> dict:
     paths = {k: Path(data_args[k]) if data_args[k] else None for k in ("data", "labels", "images")}
     dataset = _dataset({**data_args, **paths}, config, workers=2, log=_log)
     device = pick_device(device_name)
-    ae = load_model(Path(run) / "model.safetensors", kind="fader").model.to(device)
+    loaded = load_model(Path(run) / "model.safetensors", kind="fader")
+    ae = loaded.model.to(device)
     clf = load_model(Path(run) / "classifier.safetensors", kind="classifier").model.to(device)
     result = evaluate(
         ae, clf, dataset.attributes, dataset.cache.chunks(dataset.scored(), dataset.labels), device=device
     )
+    point = {"eval": result, "source": "fader eval"}
+    if isinstance(loaded.training.get("steps"), int):  # a point on the run's curves
+        point = {"step": loaded.training["steps"], **point}
     with open(Path(run) / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"eval": result, "source": "fader eval"}) + "\n")
+        f.write(json.dumps(point) + "\n")
     return result

@@ -88,7 +88,7 @@ class Download:
 
     def starting(self) -> None:
         if self.notice:
-            say(f"{self.label}: {self.notice}")
+            say(f"{self.label}: {self.notice}", logging.WARNING)  # a licence: shown even with --quiet
             self.notice = None
 
 

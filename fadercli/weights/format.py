@@ -51,6 +51,12 @@ class LoadedModel:
     slider_ranges: dict[str, tuple[float, float]]
     training: dict = field(default_factory=dict)
     path: Path | None = None
+    origin: str | None = None  # where it came from when the path does not say (hf://OWNER/NAME@COMMIT)
+
+    @property
+    def source(self) -> str | None:
+        """What an edit's record names as its model: the Hub commit, else the file."""
+        return self.origin or (str(self.path) if self.path is not None else None)
 
     @property
     def attributes(self) -> AttributeSet:

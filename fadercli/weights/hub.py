@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from fadercli import say
 from fadercli.errors import ModelError, UsageError
 from fadercli.weights.cache import _fetch, cached_path, fetch, import_model, list_models, offline, remove
+from fadercli.weights.hf import PREFIX as HF_PREFIX
 from fadercli.weights.readers import READERS, load_file
 from fadercli.weights.registry import (
     AUTHORS_CLASSIFIER,
@@ -68,8 +69,17 @@ def resolve_model(spec: str, *, kind: str | None = "fader", quiet: bool = False)
 
     `spec` is a local file (.safetensors, an authors' .pth, a training checkpoint.pt), a folder holding model.safetensors
     (a training run), a registry or cached name, or an http(s) URL; a local path wins over a name.
-    `kind` ("fader", "classifier", or None for either) is checked before anything is downloaded.
+    `kind` ("fader", "classifier", or None for either) is checked before anything is downloaded;
+    an hf://OWNER/NAME[@REVISION] model comes from the Hugging Face Hub, its commit kept in `origin`.
     """
+    if spec.startswith(HF_PREFIX):
+        from fadercli.weights.hf import fetch_hub_model
+
+        path, commit = fetch_hub_model(spec)
+        say(f"model {spec}: commit {commit}, {path}", logging.DEBUG)
+        loaded = load_file(path, kind)
+        loaded.origin = f"{spec.split('@')[0]}@{commit}"
+        return loaded
     if spec.startswith(("http://", "https://")):
         path = _fetch(_url_entry(spec, kind), quiet)
     else:
