@@ -94,6 +94,7 @@ EXTRAS = {
     "hub": (("huggingface_hub",), "the Hugging Face Hub (hf:// models, fader push)"),
     "tensorboard": (("tensorboard",), "--log tensorboard"),
     "plot": (("matplotlib",), "drawing training curves"),
+    "ray": (("ray",), "--engine ray"),
 }
 
 

@@ -407,7 +407,8 @@ def _stopped(process, timeout: float = 20) -> None:
         process.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack on stderr
         time.sleep(1)
         process.kill()
-        raise AssertionError(f"the server did not stop:\n{process.stderr.read()[-6000:]}") from None
+        inherited = f"this process: SIGINT {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+        raise AssertionError(f"the server did not stop ({inherited}):\n{process.stderr.read()[-6000:]}") from None
 
 
 def test_the_login_cookie_is_named_after_the_port(toy_runs):
@@ -439,3 +440,24 @@ def test_values_beyond_the_sliders_are_refused_not_overflowed(client, value):
     assert response.status_code == 422 and "is not a number from -100 to 100" in response.json()["error"]
     sweep = client.post(f"/api/photos/{photo}/sweep", json={"attribute": "Smiling", "range": [0, value]})
     assert sweep.status_code == 422 and sweep.json()["code"] == "bad_value"
+
+
+@pytest.mark.parametrize("inherited", ["ignored", "blocked"])
+def test_ctrl_c_stops_a_server_whose_parent_left_it_ignored_or_blocked(toy_runs, inherited):
+    def parent_state():  # as `cmd &` in a script leaves SIGINT ignored, or a thread's mask blocks it
+        if inherited == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        else:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fadercli", "serve", "--port", "0", "--model", str(toy_runs["both"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=parent_state,
+    )
+    assert process.stdout.readline().startswith("http://127.0.0.1:")
+    process.send_signal(signal.SIGINT)  # before uvicorn has its own handlers
+    _stopped(process)
+    assert process.returncode in (0, 130)

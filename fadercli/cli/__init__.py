@@ -18,6 +18,7 @@ from fadercli.cli import align as _align
 from fadercli.cli import demo as _demo
 from fadercli.cli import edit as _edit
 from fadercli.cli import info as _info
+from fadercli.cli import inspect as _inspect
 from fadercli.cli import models as _models
 from fadercli.cli import serve as _serve
 from fadercli.cli import share as _share
@@ -132,7 +133,7 @@ def _root(
 
 app.command("edit")(_edit.edit)
 app.command("sweep")(_sweep.sweep)
-app.command("inspect")(_edit.inspect)
+app.command("inspect")(_inspect.inspect)
 app.command("info")(_info.info)
 app.add_typer(_models.app)
 app.command("align")(_align.align)

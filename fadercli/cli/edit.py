@@ -16,6 +16,7 @@ from fadercli import say
 from fadercli.choices import IMAGE_FORMATS, PRESETS
 from fadercli.cli.shared import (
     Device,
+    Engine,
     Face,
     Failures,
     Json,
@@ -24,6 +25,10 @@ from fadercli.cli.shared import (
     Models,
     NoAlign,
     Quiet,
+    RayActors,
+    RayAddress,
+    RayEngine,
+    RayThreads,
     Threshold,
     choice,
     plain,
@@ -67,7 +72,13 @@ def edit(
     ] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The output file (one input only).")] = None,
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out-dir", help="Folder for <stem>_fader.<ext> outputs (created if missing).")
+        Optional[str],
+        typer.Option(
+            "--out-dir",
+            help="Folder for <stem>_fader.<ext> outputs (created if missing); with --engine ray also a URI"
+            " (s3://, gs://, file://).",
+            show_default=False,
+        ),
     ] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Overwrite the inputs themselves.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
@@ -103,6 +114,10 @@ def edit(
     max_faces: MaxFaces = None,
     as_json: Json = False,
     quiet: Quiet = False,
+    engine: RayEngine = Engine["local"],
+    address: RayAddress = None,
+    actors: RayActors = None,
+    threads_per_actor: RayThreads = 1,
 ) -> None:
     """Edit the faces in photos and clips: each output is the input with only its faces changed (<stem>_fader.<ext> beside it by default).
 
@@ -119,6 +134,31 @@ def edit(
     values, shifts = edit_values(set_, shift)
     choice = parse_face_choice(face)
     file_format, extension = output_format(plain(fmt)) if fmt else (None, None)
+    if plain(engine) == "ray":
+        from fadercli.cli.scale import edit_on_ray
+
+        if in_place:
+            raise UsageError("--engine ray writes new files: give --out-dir (or drop --in-place)")
+        editor = dict(models=model or None, values=values, shift=shifts, face=choice, align=not no_align)
+        editor |= dict(threshold=threshold, device=device, max_megapixels=max_megapixels, max_faces=max_faces)
+        return edit_on_ray(
+            inputs,
+            output=output,
+            out_dir=out_dir,
+            force=force,
+            file_format=file_format,
+            extension=extension,
+            editor=editor,
+            as_json=as_json,
+            quiet=quiet,
+            address=address,
+            actors=actors,
+            threads_per_actor=threads_per_actor,
+            batch_size=batch_size,
+        )
+    if out_dir is not None and "://" in out_dir:
+        raise UsageError(f"--out-dir {out_dir}: a URI needs --engine ray")
+    out_dir = Path(out_dir) if out_dir is not None else None
     preset = plain(preset)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
     if not paths:
@@ -293,6 +333,8 @@ def _targets(
 ) -> dict[Path, Path]:
     """Where each input's result goes (--format's extension for photos; `clips` keep theirs); the
     usage problems of that choice (the files themselves are checked by _check_targets)."""
+    from fadercli.media.formats import edited_name
+
     if sum(map(bool, (output, out_dir, in_place))) > 1:
         raise UsageError("give only one of -o, --out-dir and --in-place")
     if output is not None and len(paths) > 1:
@@ -304,7 +346,7 @@ def _targets(
     elif output is not None:
         targets = {paths[0]: output}
     else:
-        targets = {p: (out_dir or p.parent) / f"{p.stem}_fader{_suffix(p, extension, clips)}" for p in paths}
+        targets = {p: (out_dir or p.parent) / edited_name(p.name, _suffix(p, extension, clips)) for p in paths}
     claimed: dict[Path, Path] = {}
     for source, target in targets.items():
         where = target.resolve()
@@ -348,75 +390,3 @@ def _check_writable(folder: Path, target: Path, create: bool) -> None:
         raise OutputError(f"cannot write {target}: no such folder {folder}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {target}: {existing} is not writable")
-
-
-def inspect(
-    inputs: Media,
-    model: Models = None,
-    attr: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--attr",
-            help="Without --model: inspect with the registry's model for this attribute (repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    face: Face = "all",
-    no_align: NoAlign = False,
-    threshold: Threshold = None,
-    device: Device = "auto",
-    partial: Partial = False,
-    max_megapixels: MaxMegapixels = None,
-    max_faces: MaxFaces = None,
-    as_json: Json = False,
-    quiet: Quiet = False,
-) -> None:
-    """Print each face's own attribute values as the model estimates them (the values whose reconstruction matches the face best), and where a classifier is at hand (a training run's, the authors' for theirs) its probabilities.
-
-    A clip gives a line per face track: the frames it spans and the median of its values over frames spread along it.
-    """
-    from fadercli.api import Fader
-    from fadercli.devices import describe
-    from fadercli.faces import parse_face_choice
-    from fadercli.limits import Limits
-    from fadercli.media.formats import expand_inputs, is_video
-    from fadercli.progress import progress_bar
-
-    limits = Limits.of(max_megapixels, max_faces)
-    choice = parse_face_choice(face)
-    paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
-    fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold, limits=limits)
-    say(f"device: {describe(fader.device)}")
-    shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
-    failures = Failures()
-    for path in paths:
-        try:
-            if is_video(path):
-                with progress_bar(not quiet, info=True) as bar:
-                    clip = fader.inspect_video(
-                        path, face=choice, align=not no_align, partial=partial, progress=frame_progress(bar, path.name)
-                    )
-                for note in clip.notes:
-                    say(note, logging.WARNING)
-                results = clip.tracks
-            else:
-                results = fader.inspect(path, face=choice, align=not no_align)
-        except FaderError as e:
-            failures.report(e)
-            continue
-        for result in results:
-            if as_json:
-                typer.echo(json.dumps({"input": str(path), **result.to_dict()}))
-                continue
-            parts = []
-            for name in shown:
-                p = (result.probabilities or {}).get(name)
-                seen = f" (classifier {p:.0%})" if isinstance(p, float) else ""
-                parts.append(f"{name} {result.estimated[name]:.2f}{seen}")
-            where = (
-                f"track {result.index}  frames {result.first}-{result.last}"
-                if is_video(path)
-                else f"face {result.index}"
-            )
-            typer.echo(f"{path}  {where}  " + "  ".join(parts))
-    failures.exit()

@@ -83,6 +83,38 @@ MaxFaces = Annotated[
     typer.Option("--max-faces", help="Faces edited per photo, the largest first (default 64).", show_default=False),
 ]
 
+# `fader edit --engine ray` (cli/scale.py): the options of the Ray panel.
+Engine = choice("Engine", ("local", "ray"))
+RayEngine = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="local: this process; ray: a Ray cluster (images only; the `ray` extra), see docs/batch.md.",
+        rich_help_panel="Ray",
+    ),
+]
+RayAddress = Annotated[
+    Optional[str],
+    typer.Option(
+        "--address",
+        help="Ray: auto or HOST:PORT joins a running cluster; default: start Ray on this machine.",
+        show_default=False,
+        rich_help_panel="Ray",
+    ),
+]
+RayActors = Annotated[
+    Optional[int],
+    typer.Option(
+        "--actors",
+        help="Ray: processes editing, each with its own model (default: CPUs / threads).",
+        show_default=False,
+        rich_help_panel="Ray",
+    ),
+]
+RayThreads = Annotated[
+    int, typer.Option("--threads-per-actor", help="Ray: torch threads of each actor.", rich_help_panel="Ray")
+]
+
 
 class Failures:
     """Inputs that failed on their own: each is said on stderr as it happens, the others go on, and

@@ -71,6 +71,13 @@ def output_format(name: str) -> tuple[str, str]:
     return fmt, preferred if preferred in extensions else sorted(extensions)[0]
 
 
+def edited_name(name: str, extension: str | None = None) -> str:
+    """What `fader edit` calls the output of the file `name`: <stem>_fader with --format's extension,
+    else the input's."""
+    path = Path(name)
+    return f"{path.stem}_fader{extension or path.suffix}"
+
+
 def expand_inputs(inputs: Iterable[str | os.PathLike], *, clips: bool = False) -> list[Path]:
     """Files as given, folders as the images inside them (and with `clips` the videos; sorted), glob
     patterns expanded."""

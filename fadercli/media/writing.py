@@ -73,6 +73,15 @@ def _with_palette(im: Image.Image, palette: Image.Image) -> Image.Image:
     return out
 
 
+def output_format_of(name: str, photo: Photo, format: str | None = None) -> str:
+    """The format an output called `name` is written in: `format`, else its extension's, else the
+    input's, else PNG."""
+    fmt = (format or image_format(name) or photo.format or "PNG").upper()
+    if fmt not in Image.SAVE and fmt != "JPG":
+        raise OutputError(f"{name}: cannot write the format {fmt}")
+    return fmt
+
+
 def save_image(photo: Photo, path: str | os.PathLike, *, format: str | None = None, quality: int = 95) -> Path:
     """Write `photo` atomically; the format is `format`, else the extension's, else the input's.
 
@@ -80,9 +89,7 @@ def save_image(photo: Photo, path: str | os.PathLike, *, format: str | None = No
     alpha, 16-bit PNG stays 16-bit. ICC profile, DPI and EXIF (orientation already applied) go along.
     """
     path = Path(path)
-    fmt = (format or image_format(path) or photo.format or "PNG").upper()
-    if fmt not in Image.SAVE and fmt != "JPG":
-        raise OutputError(f"{path}: cannot write the format {fmt}")
+    fmt = output_format_of(str(path), photo, format)
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: no such folder {path.parent}")
     with atomic_path(path) as tmp:

@@ -14,16 +14,12 @@ call needs it too (compared as bytes). Uploads are bounded in bytes, pixels and 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import re
 import sys
 import time
 import traceback
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Literal, Optional, Union
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -38,6 +34,7 @@ from fadercli.serve.cache import PhotoCache, PhotoEntry
 from fadercli.serve.errors import HTTPFailure, failure, from_error
 from fadercli.serve.guard import Guard, same_token
 from fadercli.serve.models import ModelPool
+from fadercli.serve.page import curves_png, page_and_policy
 from fadercli.serve.renders import ClientGone, RenderQueue
 from fadercli.serve.settings import LOOPBACK_NAMES, Settings
 from fadercli.serve.work import WorkPool
@@ -173,7 +170,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 def _page_and_models(app: FastAPI, pool: ModelPool, settings: Settings, cache: PhotoCache, in_pool) -> None:
     """The page at `/` (a `?token=` link logs in with a cookie), health, and the models offered."""
-    page, page_csp = _page()
+    page, page_csp = page_and_policy()
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request):
@@ -217,7 +214,7 @@ def _page_and_models(app: FastAPI, pool: ModelPool, settings: Settings, cache: P
         """A loaded training run's curves, drawn from its metrics.jsonl (the `plot` extra)."""
         folder = pool.folder(name)
         return Response(
-            await in_pool(_curves_png, folder), media_type="image/png", headers={"Cache-Control": "no-cache"}
+            await in_pool(curves_png, folder), media_type="image/png", headers={"Cache-Control": "no-cache"}
         )
 
     @app.post("/api/models/{name}/load")
@@ -439,25 +436,3 @@ def _validation_failure(error: RequestValidationError) -> JSONResponse:
     message = first.get("msg", "invalid request")
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return failure(f"{where}: {message}{more}" if where else f"{message}{more}", "invalid_request", 422)
-
-
-def _curves_png(folder) -> bytes:
-    from fadercli.train.plot import figure_for
-
-    buffer = io.BytesIO()
-    figure_for(folder).savefig(buffer, format="png", dpi=80)
-    return buffer.getvalue()
-
-
-def _page() -> tuple[str, str]:
-    """The page, and a Content-Security-Policy that allows exactly its own inline script."""
-    html = resources.files("fadercli.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-    hashes = " ".join(
-        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
-        for s in re.findall(r"<script>(.*?)</script>", html, flags=re.S)
-    )
-    csp = (
-        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob: data:;"
-        " connect-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    )
-    return html, csp

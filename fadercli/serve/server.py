@@ -208,6 +208,11 @@ def run(options: Options) -> None:
         f"limits: {limits.max_pixels / 1e6:g} MP and {limits.max_faces} faces a photo, uploads up to"
         f" {options.max_upload_mb:g} MB, {options.queue} jobs waiting"
     )
+    # Ctrl-C and SIGTERM stop the server from the moment it says where it is, even when the parent
+    # process left them blocked or ignored: uvicorn installs its own handlers only once it runs.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     say(f"serving on {url} (Ctrl-C stops)")
     print(url + (f"?token={token}" if token else ""), flush=True)
     if options.open_browser:

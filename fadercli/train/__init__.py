@@ -7,6 +7,9 @@
     loop.py      the Trainer: one step of the paper's method, classifiers, checkpoints, previews
     run.py       a whole run: its time budget, resuming, torchrun, the summary; `fader eval`
     evaluate.py  the run's report: swap accuracy per direction, sharpness, reconstruction
+    metrics.py   metrics.jsonl (and TensorBoard's files) written, and read back as series
+    plot.py      the curves drawn (`fader plot`, the page of `fader serve`)
+    card.py      the model card (README.md with the Hub's metadata) of a run
     toyfaces.py  generated cartoon faces with exact counterfactuals (`fader demo`, tests, benchmarks)
 
 Kept free of heavy imports here: `fader --help` reads config.py.

@@ -1,7 +1,7 @@
 """Model weights: our .safetensors format (format.py), the authors' .pth files (authors.py, an
 allow-list unpickler), training checkpoints (checkpoints.py), the registry of named files
-(registry.py), downloads (download.py), the cache (cache.py), and what a `--model` spec names
-(hub.py). Every file is checked before anything is built from it."""
+(registry.py), downloads (download.py), the cache (cache.py), models on the Hugging Face Hub
+(hf.py), and what a `--model` spec names (hub.py). Every file is checked before anything is built from it."""
 
 import importlib
 

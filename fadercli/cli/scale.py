@@ -1,0 +1,144 @@
+"""`fader edit INPUT... --engine ray`: the same edit over a Ray cluster (fadercli.batch), with the
+same output names, checks, records and exit codes as the local engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from fadercli import say
+from fadercli.cli.edit import _canonical, _check_targets
+from fadercli.cli.shared import Failures
+from fadercli.errors import FaderError, InputError, OutputError, UsageError
+
+
+class _Failed(FaderError):
+    """An input that failed in a Ray actor: its message and exit code from there."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def edit_on_ray(
+    inputs: list[str],
+    *,
+    output: Path | None,
+    out_dir: str | None,
+    force: bool,
+    file_format: str | None,
+    extension: str | None,
+    editor: dict,
+    as_json: bool,
+    quiet: bool,
+    address: str | None,
+    actors: int | None,
+    threads_per_actor: int,
+    batch_size: int,
+) -> None:
+    from fadercli.api import Fader
+    from fadercli.batch import edit_on_ray as run
+    from fadercli.batch import exists, is_uri
+    from fadercli.errors import import_extra
+
+    import_extra("ray", "ray")  # before anything is loaded
+    sources = _sources(inputs)
+    pairs = _pairs(sources, output, out_dir, extension)
+    values, shifts = editor["values"], editor["shift"]
+    fader = Fader.load(editor["models"], attributes=[*values, *shifts], device="cpu")
+    fader.plan(values, shifts)  # names and values checked before any work, as the local engine does
+    local = {Path(s): Path(t) for s, t in pairs if not is_uri(t)}
+    _check_targets(local, None if out_dir is None or is_uri(out_dir) else Path(out_dir), False, force)
+    for _, target in pairs:
+        if is_uri(target) and not force and exists(target):
+            raise OutputError(f"{target} exists (use --force to overwrite)")
+    if out_dir is not None and not is_uri(out_dir):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
+    models = [m.loaded.source for m in fader.models]
+    failures, written = Failures(), 0
+    rows = run(
+        pairs,
+        {**editor, "file_format": file_format},
+        address=address,
+        actors=actors,
+        threads_per_actor=threads_per_actor,
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    for row in rows:
+        if row["error"]:
+            failures.report(_Failed(row["error"], row["exit_code"]))
+            continue
+        written += 1
+        if as_json:
+            record = {
+                "input": row["input"],
+                "output": row["output"],
+                "faces": json.loads(row["faces"]),
+                "values": requested,
+                "models": models,
+                "seconds": round(row["seconds"], 3),
+            }
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(row["output"])
+    if len(pairs) > 1:
+        say(f"{written} of {len(pairs)} image(s) edited")
+    failures.exit()
+
+
+def _sources(inputs: list[str]) -> list[str]:
+    """Local files, folders and globs as `fader edit` expands them; URIs: an object, or the images
+    directly in a folder. Clips are the local engine's."""
+    from PIL import Image
+
+    from fadercli.batch import is_uri, list_uri
+    from fadercli.media.formats import expand_inputs, is_video
+
+    found: list[str] = []
+    for item in inputs:
+        if is_uri(item):
+            found += list_uri(item, set(Image.registered_extensions()))
+        else:
+            paths = expand_inputs([item], clips=True)
+            clips = [p for p in paths if is_video(p)]
+            if clips:
+                raise UsageError(f"{clips[0]}: --engine ray edits images; edit clips with the local engine")
+            found += [str(p) for p in paths]
+    found = list(dict.fromkeys(found))
+    if not found:
+        raise InputError(f"no images in {' '.join(inputs)}")
+    return found
+
+
+def _pairs(
+    sources: list[str], output: Path | None, out_dir: str | None, extension: str | None
+) -> list[tuple[str, str]]:
+    """(input, output) for each source, named as the local engine names them."""
+    from fadercli.batch import is_uri
+    from fadercli.media.formats import edited_name
+
+    if output is not None:
+        if out_dir is not None:
+            raise UsageError("give only one of -o and --out-dir")
+        if len(sources) > 1:
+            raise UsageError(f"-o names one output file, but {len(sources)} images were given: use --out-dir")
+        return [(sources[0], str(output))]
+    pairs = []
+    for source in sources:
+        name = edited_name(source.rsplit("/", 1)[-1], extension)
+        if out_dir is not None:
+            pairs.append((source, f"{out_dir.rstrip('/')}/{name}"))
+        elif is_uri(source):
+            raise UsageError(f"{source}: give --out-dir (a folder or a URI) for inputs that are URIs")
+        else:
+            pairs.append((source, str(Path(source).with_name(name))))
+    seen: dict[str, str] = {}
+    for source, target in pairs:
+        if target in seen:
+            raise UsageError(f"{seen[target]} and {source} would both be written to {target}")
+        seen[target] = source
+    return pairs
