@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from fadercli.errors import FaderError, InputError, OutputError, UsageError, import_extra
+from fadercli.errors import FaderError, InputError, OutputError, UsageError, import_extra, reason
 
 MAX_INPUT_BYTES = 512 * 2**20  # an image file larger than this is not read (a local file's gate is the decoder's)
 
@@ -44,7 +44,7 @@ def _filesystem(uri: str):
     try:
         return fs.FileSystem.from_uri(uri)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for unknown schemes and bad URIs
-        raise InputError(f"{uri}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise InputError(f"{uri}: {type(e).__name__}: {reason(e)}") from None
 
 
 def list_uri(uri: str, extensions: set[str]) -> list[str]:
@@ -87,7 +87,7 @@ def _read(source: str, limits):
         with filesystem.open_input_stream(path) as f:
             data = f.read(MAX_INPUT_BYTES + 1)
     except OSError as e:
-        raise InputError(f"{source}: cannot read it ({str(e).splitlines()[0][:200]})") from None
+        raise InputError(f"{source}: cannot read it ({reason(e)})") from None
     if len(data) > MAX_INPUT_BYTES:
         raise InputError(f"{source}: larger than {MAX_INPUT_BYTES >> 20} MB, not read")
     return decode_image(data, source, limits=limits)
@@ -106,7 +106,7 @@ def _write(photo, target: str, file_format: str | None) -> None:
         with filesystem.open_output_stream(path) as f:
             f.write(data)
     except OSError as e:
-        raise OutputError(f"cannot write {target}: {str(e).splitlines()[0][:200]}") from None
+        raise OutputError(f"cannot write {target}: {reason(e)}") from None
 
 
 class FaderEditor:
@@ -218,7 +218,7 @@ def edit_on_ray(
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UsageError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0][:200]}") from None
+            raise UsageError(f"cannot reach the Ray cluster at {address}: {reason(e)}") from None
     try:
         yield from _rows(ray, pairs, editor, actors, threads_per_actor, batch_size, progress)
     finally:

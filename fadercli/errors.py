@@ -23,6 +23,13 @@ class FaderError(Exception):
             self.code = code
 
 
+def reason(error: BaseException) -> str:
+    """What a library's exception says, for one of our messages: its first line (at most 200
+    characters), or its type's name when it says nothing."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def one_line(text: str) -> str:
     """`text` on one line: control characters a user's input may carry (a file name with a newline,
     a value typed with a tab) are shown escaped, so that a message is always exactly one line."""

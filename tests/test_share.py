@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,7 +160,7 @@ def test_push_uploads_the_exported_folder_to_the_named_repository(run_cli, toy_r
         calls.append(("create_branch", repo_id, kwargs))
 
     def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        files = {p.name: p.read_bytes() for p in sorted(__import__("pathlib").Path(folder_path).iterdir())}
+        files = {p.name: p.read_bytes() for p in sorted(Path(folder_path).iterdir())}
         calls.append(("upload_folder", repo_id, {**kwargs, "files": files}))
         return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/{COMMIT}"})()
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -156,7 +157,9 @@ def edit(
             threads_per_actor=threads_per_actor,
             batch_size=batch_size,
         )
-    if out_dir is not None and "://" in out_dir:
+    from fadercli.batch import is_uri
+
+    if out_dir is not None and is_uri(out_dir):
         raise UsageError(f"--out-dir {out_dir}: a URI needs --engine ray")
     out_dir = Path(out_dir) if out_dir is not None else None
     preset = plain(preset)
@@ -335,10 +338,7 @@ def _targets(
     usage problems of that choice (the files themselves are checked by _check_targets)."""
     from fadercli.media.formats import edited_name
 
-    if sum(map(bool, (output, out_dir, in_place))) > 1:
-        raise UsageError("give only one of -o, --out-dir and --in-place")
-    if output is not None and len(paths) > 1:
-        raise UsageError(f"-o names one output file, but {len(paths)} images were given: use --out-dir")
+    one_destination(output, out_dir, in_place, len(paths))
     if in_place and extension:
         raise UsageError("--in-place keeps each file's format: drop --format")
     if in_place:
@@ -347,13 +347,26 @@ def _targets(
         targets = {paths[0]: output}
     else:
         targets = {p: (out_dir or p.parent) / edited_name(p.name, _suffix(p, extension, clips)) for p in paths}
-    claimed: dict[Path, Path] = {}
-    for source, target in targets.items():
-        where = target.resolve()
-        if where in claimed:
-            raise UsageError(f"{claimed[where]} and {source} would both be written to {target}")
-        claimed[where] = source
+    distinct(targets, Path.resolve)
     return targets
+
+
+def one_destination(output, out_dir, in_place: bool, count: int) -> None:
+    """Where outputs go: one of -o, --out-dir and --in-place, and -o for one input (both engines)."""
+    if sum(map(bool, (output, out_dir, in_place))) > 1:
+        raise UsageError("give only one of -o, --out-dir and --in-place")
+    if output is not None and count > 1:
+        raise UsageError(f"-o names one output file, but {count} images were given: use --out-dir")
+
+
+def distinct(targets: Mapping, where: Callable = lambda target: target) -> None:
+    """No two inputs written to the same output (`where` says when two targets are the same)."""
+    claimed: dict = {}
+    for source, target in targets.items():
+        key = where(target)
+        if key in claimed:
+            raise UsageError(f"{claimed[key]} and {source} would both be written to {target}")
+        claimed[key] = source
 
 
 def _check_targets(targets: dict[Path, Path], out_dir: Path | None, in_place: bool, force: bool) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 
 from fadercli import say
-from fadercli.cli.edit import _canonical, _check_targets
+from fadercli.cli.edit import _canonical, _check_targets, distinct, one_destination
 from fadercli.cli.shared import Failures
-from fadercli.errors import FaderError, InputError, OutputError, UsageError
+from fadercli.errors import FaderError, InputError, OutputError, UsageError, import_extra
 
 
 class _Failed(FaderError):
@@ -41,7 +41,6 @@ def edit_on_ray(
     from fadercli.api import Fader
     from fadercli.batch import edit_on_ray as run
     from fadercli.batch import exists, is_uri
-    from fadercli.errors import import_extra
 
     import_extra("ray", "ray")  # before anything is loaded
     sources = _sources(inputs)
@@ -121,11 +120,8 @@ def _pairs(
     from fadercli.batch import is_uri
     from fadercli.media.formats import edited_name
 
+    one_destination(output, out_dir, False, len(sources))
     if output is not None:
-        if out_dir is not None:
-            raise UsageError("give only one of -o and --out-dir")
-        if len(sources) > 1:
-            raise UsageError(f"-o names one output file, but {len(sources)} images were given: use --out-dir")
         return [(sources[0], str(output))]
     pairs = []
     for source in sources:
@@ -136,9 +132,5 @@ def _pairs(
             raise UsageError(f"{source}: give --out-dir (a folder or a URI) for inputs that are URIs")
         else:
             pairs.append((source, str(Path(source).with_name(name))))
-    seen: dict[str, str] = {}
-    for source, target in pairs:
-        if target in seen:
-            raise UsageError(f"{seen[target]} and {source} would both be written to {target}")
-        seen[target] = source
+    distinct(dict(pairs))
     return pairs

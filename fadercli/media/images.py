@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fadercli.errors import FaderError, InputError
+from fadercli.errors import FaderError, InputError, reason
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.limits import MEGA, PILLOW_CEILING, Limits
 
@@ -255,8 +255,7 @@ def open_image(
     except MemoryError:
         raise InputError(f"{name}: not enough memory to decode it", code="too_many_pixels") from None
     except Exception as e:  # truncated or corrupt data fails in many ways inside the decoders
-        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{name}: cannot decode: {reason}", code="unreadable_image") from None
+        raise InputError(f"{name}: cannot decode: {reason(e)}", code="unreadable_image") from None
 
 
 def _head(path: Path) -> bytes:

@@ -126,10 +126,10 @@ class ModelPool:
             else:
                 model = offer.model
                 ranges = model.loaded.slider_ranges
-                folder = self.folder(offer.name)
+                path = model.loaded.path  # None for a model given in memory: no card, no curves
                 record |= {
-                    "card": (folder / CARD_FILE).is_file(),
-                    "curves": (folder / "metrics.jsonl").is_file(),
+                    "card": path is not None and (path.parent / CARD_FILE).is_file(),
+                    "curves": path is not None and (path.parent / "metrics.jsonl").is_file(),
                     "size": model.size,
                     "attributes": [
                         {"name": a.name, "range": list(ranges[a.name]), "categories": a.n_categories}

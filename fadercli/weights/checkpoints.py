@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from fadercli.attributes import AttributeSet
-from fadercli.errors import ModelError
+from fadercli.errors import ModelError, reason
 from fadercli.net.model import FaderConfig
 from fadercli.weights.format import LoadedModel, build_from_tensors, default_slider_ranges, require_kind
 
@@ -38,7 +38,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, forbidden global: all mean "unusable"
-        raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise ModelError(f"{path}: not a readable checkpoint ({type(e).__name__}: {reason(e)})") from None
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise ModelError(f"{path}: not a fader training checkpoint (version {CHECKPOINT_VERSION})")
     try:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fadercli.errors import DownloadError, ModelError, UsageError, import_extra
+from fadercli.errors import DownloadError, ModelError, UsageError, import_extra, reason
 from fadercli.weights.registry import MODEL_FILE, RUN_CLASSIFIER
 
 PREFIX = "hf://"
@@ -84,10 +84,6 @@ def hub_errors(spec: str, uploading: bool = False) -> Iterator[None]:
             raise DownloadError(
                 f"{spec}: the Hub refused the upload ({status}): set HF_TOKEN to a token that may write"
             ) from None
-        raise DownloadError(
-            f"{spec}: the Hub answered {status or 'an error'}: {str(e).splitlines()[0][:200]}"
-        ) from None
+        raise DownloadError(f"{spec}: the Hub answered {status or 'an error'}: {reason(e)}") from None
     except (OSError, transport) as e:  # the network, the cache's disk
-        raise DownloadError(
-            f"{spec}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else 'no detail'}"
-        ) from None
+        raise DownloadError(f"{spec}: {type(e).__name__}: {reason(e)}") from None
