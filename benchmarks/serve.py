@@ -5,7 +5,9 @@ architecture, FaderConfig's defaults, and a 64 px model as `fader train` builds 
 test portrait and measures, over HTTP on loopback:
 
 - one slider update (the page's request: a JPEG preview): server time (X-Render-Seconds) and
-  round trip, p50 / p95, against `fader edit` of the photo as a new process (the baseline);
+  round trip, p50 / p95, against `fader edit` of the photo as a new process (the baseline), with
+  the server at `--precision fp32` and at `--precision auto` (bfloat16 on a CPU with AVX-512 BF16
+  or AMX), the two started in turn for each model;
 - updates per second during a simulated drag: the page's loop (one request in flight, the slider
   moving every 16 ms, the newest value sent when the last render is back);
 - 8 clients at once for 30 s, each with its own upload: errors, round-trip p50 / p95, renders/s;
@@ -236,22 +238,28 @@ def main() -> None:
         print(f"cores: {os.cpu_count()}; photo: {PHOTO.name} (512 x 512, one face); update = JPEG preview")
         for name, model in models.items():
             baseline = fader_edit(model, env, folder / "out.png", 3)
-            server = Server(model, env)
-            try:
-                lat = latency(server, n)
-                rate = drag(server, drag_s)
-            finally:
-                server.close()
             print(f"\n{name}")
             print(f"  fader edit as a process      {baseline * 1000:8.0f} ms")
-            print(
-                f"  one slider update, server    p50 {lat['server_p50'] * 1000:6.1f} ms   p95 {lat['server_p95'] * 1000:6.1f} ms"
-            )
-            print(
-                f"  one slider update, round trip p50 {lat['trip_p50'] * 1000:6.1f} ms   p95 {lat['trip_p95'] * 1000:6.1f} ms"
-                f"   ({baseline / lat['trip_p50']:.0f}x faster than fader edit)"
-            )
-            print(f"  updates/s during a drag      {rate:8.1f}")
+            trips = {}
+            for precision in ("fp32", "auto"):
+                server = Server(model, env, "--precision", precision)
+                try:
+                    lat = latency(server, n)
+                    rate = drag(server, drag_s)
+                finally:
+                    server.close()
+                trips[precision] = lat["trip_p50"]
+                print(f"  --precision {precision}")
+                print(
+                    f"    one slider update, server    p50 {lat['server_p50'] * 1000:6.1f} ms"
+                    f"   p95 {lat['server_p95'] * 1000:6.1f} ms"
+                )
+                print(
+                    f"    one slider update, round trip p50 {lat['trip_p50'] * 1000:6.1f} ms"
+                    f"   p95 {lat['trip_p95'] * 1000:6.1f} ms   ({baseline / lat['trip_p50']:.0f}x faster than fader edit)"
+                )
+                print(f"    updates/s during a drag      {rate:8.1f}")
+            print(f"  round trip p50, fp32 / auto:  {trips['fp32'] / trips['auto']:.2f}x")
         model = models["256 px (authors' architecture)"]
         server = Server(model, env)
         try:

@@ -5,15 +5,19 @@
 
 STYLE is a style of fadercli/toyfaces.py, or `portraits` for benchmarks/portraits.py, a renderer
 written apart and never tuned on (train the run on `python benchmarks/portraits.py DIR` first).
-An independent judge per style and size (a classifier of another architecture and seed than
-the runs' own evaluation classifier and guide, trained on 24,000 faces of the style rendered for
-it alone, saved under --judges and reused; about ten minutes to train on 2 cores) looks at held-out
-faces of that style edited as `fader edit --set NAME=<flipped> --no-align` edits them. Its own
-accuracy on the unedited test faces is printed first: a judge below 99.5% is not worth reading.
-Per attribute the run edits, and per direction (adding: faces without it, set to 1; removing:
-faces with it, set to 0):
+Two independent judges per style and size, of unlike designs, each trained on 24,000 faces of the
+style rendered for it alone (saved under --judges and reused; about ten minutes each to train on
+2 cores): A, fader's classifier architecture at another width and seed than the runs' own
+evaluation classifier and guide (strided 4x4 convolutions down to 1x1, input noise); B, a
+different network (3x3 convolutions with max pooling, global average pooling, trained with shifts
+and changes of brightness and contrast). They look at held-out faces of that style edited as
+`fader edit --set NAME=<flipped> --no-align` edits them (at --precision, fp32 by default). Their
+own accuracy on the unedited test faces is printed first: a judge below 99.5% is not worth reading.
+Two judges that agree on real faces can disagree on edits, which are outside what either learnt
+from: where they do, look at the edits. Per attribute the run edits, and per direction (adding:
+faces without it, set to 1; removing: faces with it, set to 0):
 
-- swap: share of faces the judge sees with the attribute flipped after the composed edit;
+- swap (swap_b): share of faces judge A (B) sees with the attribute flipped after the composed edit;
 - dec: the same for the bare decode from the true labels (the paper's measure);
 - closer: share whose edit is closer (pixel MSE) to the exactly rendered counterfactual than the
   unedited face is;
@@ -32,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import portraits
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from fadercli.api import Fader
 from fadercli.attributes import AttributeSet
@@ -89,13 +95,66 @@ def judge(folder: Path, renderer: Renderer, size: int, steps: int = 2000, pool: 
     return clf
 
 
+class JudgeB(nn.Module):
+    """Judge B: 3x3 convolutions, batch norm and max pooling, then global average pooling; nothing
+    like the strided 4x4 stacks of fader's classifiers. Logits: two per attribute, as predict reads them."""
+
+    def __init__(self, n_attributes: int, width: int = 32):
+        super().__init__()
+        layers, channels = [], 3
+        for out in (width, 2 * width, 4 * width, 4 * width):
+            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(out, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels, 2 * n_attributes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def judge_b(folder: Path, renderer: Renderer, size: int, steps: int = 2000, pool: int = 24_000) -> JudgeB:
+    path = folder / f"judge_b_{renderer.style}_{size}.pt"
+    every = AttributeSet.binary(renderer.names)
+    model = JudgeB(len(every))
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    seed = JUDGE_SEED + 1
+    torch.manual_seed(seed)
+    params = renderer.sample(pool, seed)
+    images = renderer.render(params, size)
+    labels = torch.from_numpy(renderer.module.labels(params))
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    model.train()
+    for _ in range(steps):
+        rows = rng.integers(0, pool, 64)
+        x = to_tensor(images[rows], CPU, rng.random(64) < 0.5)
+        dy, dx = rng.integers(-2, 3, 2)
+        x = torch.roll(x, (int(dy), int(dx)), (2, 3))
+        gain = torch.empty(64, 1, 1, 1).uniform_(0.7, 1.2)
+        shift = torch.empty(64, 1, 1, 1).uniform_(-0.15, 0.15)
+        x = ((x - x.mean((1, 2, 3), keepdim=True)) * gain + x.mean((1, 2, 3), keepdim=True) + shift).clamp(-1, 1)
+        logits = model(x).view(64, -1, 2)
+        loss = F.cross_entropy(logits.reshape(-1, 2), labels[rows].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.eval()
+
+
 def rate(mask: torch.Tensor, where: torch.Tensor) -> float:
     return round(float(mask[where].float().mean()), 3) if where.any() else float("nan")
 
 
 @torch.no_grad()
-def score(run: Path, clf: Classifier, renderer: Renderer, n: int) -> dict:
-    fader = Fader.load(str(run), quiet=True, device="cpu")
+def score(run: Path, clf: Classifier, clf_b: JudgeB, renderer: Renderer, n: int, precision: str = "fp32") -> dict:
+    fader = Fader.load(str(run), quiet=True, device="cpu", precision=precision)
     editor = fader.models[0].editor
     attributes, size = editor.attributes, fader.models[0].size
     every = AttributeSet.binary(renderer.names)
@@ -105,7 +164,10 @@ def score(run: Path, clf: Classifier, renderer: Renderer, n: int) -> dict:
     y_all = torch.from_numpy(renderer.module.labels(params))
     y = y_all[:, columns]
     features, estimate, recon = editor.analyse(x)
-    result = {"judge_accuracy": dict(zip(every.names, (predict(every, clf(x)) == y_all).float().mean(0).tolist()))}
+    result = {
+        "judge_accuracy": dict(zip(every.names, (predict(every, clf(x)) == y_all).float().mean(0).tolist())),
+        "judge_b_accuracy": dict(zip(every.names, (predict(every, clf_b(x)) == y_all).float().mean(0).tolist())),
+    }
     result["psnr"] = float(psnr(editor.decode(features, y.float()), x).mean())
     result["psnr_edit"] = float(psnr(compose(x, recon, editor.decode(features, y.float())), x).mean())
     for i, name in enumerate(attributes.names):
@@ -117,6 +179,7 @@ def score(run: Path, clf: Classifier, renderer: Renderer, n: int) -> dict:
         exact[:, i] = 1 - exact[:, i]
         decoded = editor.decode(features, exact)
         flipped = predict(every, clf(edited))[:, j] == (1 - y[:, i])
+        flipped_b = predict(every, clf_b(edited))[:, j] == (1 - y[:, i])
         flipped_dec = predict(every, clf(decoded))[:, j] == (1 - y[:, i])
         truth = to_tensor(renderer.render(renderer.module.flipped(params, name), size), CPU)
         closer = (edited - truth).pow(2).flatten(1).mean(1) < (x - truth).pow(2).flatten(1).mean(1)
@@ -125,6 +188,8 @@ def score(run: Path, clf: Classifier, renderer: Renderer, n: int) -> dict:
         result[name] = {
             "swap_add": rate(flipped, add),
             "swap_remove": rate(flipped, remove),
+            "swap_b_add": rate(flipped_b, add),
+            "swap_b_remove": rate(flipped_b, remove),
             "dec_add": rate(flipped_dec, add),
             "dec_remove": rate(flipped_dec, remove),
             "closer": rate(closer, torch.ones_like(closer)),
@@ -140,19 +205,24 @@ def main() -> None:
     parser.add_argument("--style", required=True, choices=[*toyfaces.STYLES, "portraits"])
     parser.add_argument("--judges", type=Path, default=Path("judges"))
     parser.add_argument("--faces", type=int, default=400)
+    parser.add_argument("--precision", default="fp32", help="the edits' arithmetic (fader edit --precision)")
     args = parser.parse_args()
     sizes = {Fader.load(str(r), quiet=True, device="cpu").models[0].size for r in args.runs}
     if len(sizes) != 1:
         parser.error("runs of one image size at a time (the judge sees one size)")
     renderer = Renderer(args.style)
-    clf = judge(args.judges, renderer, sizes.pop())
+    size = sizes.pop()
+    clf, clf_b = judge(args.judges, renderer, size), judge_b(args.judges, renderer, size)
     for run in args.runs:
-        result = score(run, clf, renderer, args.faces)
+        result = score(run, clf, clf_b, renderer, args.faces, args.precision)
         print(json.dumps({"run": str(run), "style": args.style, **result}))
         names = [n for n in renderer.names if n in result]
         accuracy = "  ".join(f"{n} {a:.3f}" for n, a in result["judge_accuracy"].items())
-        print(f"{run} ({args.style}): psnr {result['psnr']:.2f}  psnr_edit {result['psnr_edit']:.2f}  judge {accuracy}")
-        for key in ("swap_add", "swap_remove", "dec_add", "dec_remove", "closer", "gain_add", "gain_remove"):
+        accuracy_b = "  ".join(f"{n} {a:.3f}" for n, a in result["judge_b_accuracy"].items())
+        print(f"{run} ({args.style}): psnr {result['psnr']:.2f}  psnr_edit {result['psnr_edit']:.2f}")
+        print(f"  judges on unedited faces: A {accuracy}; B {accuracy_b}")
+        keys = ("swap_add", "swap_remove", "swap_b_add", "swap_b_remove", "dec_add", "dec_remove", "closer")
+        for key in (*keys, "gain_add", "gain_remove"):
             print(f"  {key:12s}" + "  ".join(f"{n} {result[n][key]:.3f}" for n in names))
         gains = [result[n][k] for n in names for k in ("gain_add", "gain_remove")]
         print(f"  gain over doing nothing: mean {np.mean(gains):+.2f} dB, worst {min(gains):+.2f} dB")

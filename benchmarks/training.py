@@ -1,14 +1,17 @@
-"""Training throughput on the CPU: a plain implementation of the paper's step vs fader's Trainer.
+"""Training throughput on the CPU: a plain implementation of the paper's step vs fader's Trainer,
+in float32 and in the precision `--precision auto` picks on this machine.
 
     python benchmarks/training.py [--sizes 64 256] [--steps 20] [--repeats 5] [--threads N]
 
-Baseline: the step written the straightforward way, as the authors' release does it: the
-discriminator gets its own (gradient-free) encoding of the batch, then the autoencoder step
-encodes again; Adam as torch builds it by default on the CPU. Optimised: `Trainer.train_step`,
-the code `fader train` runs. Both start from the same weights and see the same batches (the
-classifier loss off, as the paper); the script checks their loss values agree, then prints
-images/s of whole steps (median of --repeats, interleaved) and the ratio. Last, peak RSS of a
-training epoch over 1x and 10x the images (benchmarks/rss_probe.py).
+Baseline: the step written the straightforward way, as the authors' release does it, in float32:
+the discriminator gets its own (gradient-free) encoding of the batch, then the autoencoder step
+encodes again; Adam as torch builds it by default on the CPU. Then `Trainer.train_step`, the code
+`fader train` runs, with `--precision fp32` and with `--precision auto` (bfloat16 autocast on a CPU
+with AVX-512 BF16 or AMX; float32 elsewhere, and the script says so). All start from the same
+weights and see the same batches (the classifier loss off, as the paper); the script checks that
+their loss values agree (float32 to rounding; bfloat16 within its 8-bit mantissa), then prints
+images/s of whole steps (median of --repeats, interleaved) and the ratios to the baseline. Last,
+peak RSS of a training epoch over 1x and 10x the images (benchmarks/rss_probe.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     from fadercli.attributes import AttributeSet
+    from fadercli.devices import pick_precision
     from fadercli.train.config import TrainConfig
     from fadercli.train.data import Dataset
     from fadercli.train.evaluate import attribute_loss, one_hot
@@ -47,8 +51,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     attrs = AttributeSet.binary(["A", "B", "C", "D"])
+    auto = pick_precision("auto", torch.device("cpu"))
     print(f"{torch.get_num_threads()} threads; batch 32; median of {args.repeats} x {args.steps} steps")
-    print(f"{'size':>5} {'baseline img/s':>15} {'optimised img/s':>16} {'ratio':>6} {'max loss diff':>14}")
+    print(f"--precision auto here: {auto.describe()}")
+    print(
+        f"{'size':>5} {'baseline img/s':>15} {'fader fp32':>11} {'ratio':>6} {'fader auto':>11} {'ratio':>6}"
+        f" {'auto/fp32':>9} {'loss diff fp32':>15} {'auto':>9}"
+    )
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
@@ -58,9 +67,16 @@ def main() -> None:
             cache = ImageCache(tmp, [f"{i}.png" for i in range(n)], [None] * n, size)
             labels = (rng.random((n, len(attrs))) < 0.5).astype(np.int64)
             dataset = Dataset("random", cache, attrs, labels, np.arange(n), np.arange(0))
-            config = TrainConfig(img_size=size, batch_size=32, max_steps=10**6, lambda_clf=0.0).resolved()
-            torch.manual_seed(0)
-            trainer = Trainer(dataset, config, tmp / "run", torch.device("cpu"), Distributed(), lambda m: None)
+            trainers = {}
+            for precision in ("fp32", "auto"):
+                config = TrainConfig(
+                    img_size=size, batch_size=32, max_steps=10**6, lambda_clf=0.0, precision=precision
+                ).resolved()
+                torch.manual_seed(0)
+                trainers[precision] = Trainer(
+                    dataset, config, tmp / precision, torch.device("cpu"), Distributed(), lambda m: None
+                )
+            trainer = trainers["fp32"]
             at = 0.5  # past the adversarial ramp: every term of the loss is on
             ae, dis = copy.deepcopy(trainer.ae), copy.deepcopy(trainer.dis)
             betas = (config.beta1, config.beta2)
@@ -91,25 +107,30 @@ def main() -> None:
                 opt_ae.step()
                 return rec.item()
 
-            def optimised() -> float:
-                return float(trainer.train_step(at)["rec_loss"])
+            def fader(precision: str):
+                return lambda: float(trainers[precision].train_step(at)["rec_loss"])
 
-            # Same start, same batches: the two must compute the same losses.
-            torch.manual_seed(1)
-            base_losses = [baseline() for _ in range(3)]
-            torch.manual_seed(1)
-            fast_losses = [optimised() for _ in range(3)]
-            diff = max(abs(a - b) for a, b in zip(base_losses, fast_losses))
-            times = {"baseline": [], "optimised": []}
+            steps = {"baseline": baseline, "fp32": fader("fp32"), "auto": fader("auto")}
+            # Same start, same batches: they must compute the same losses.
+            losses = {}
+            for name, fn in steps.items():
+                torch.manual_seed(1)
+                losses[name] = [fn() for _ in range(3)]
+            diff = {p: max(abs(a - b) for a, b in zip(losses["baseline"], losses[p])) for p in ("fp32", "auto")}
+            times = {name: [] for name in steps}
             for _ in range(args.repeats):
-                for name, fn in (("baseline", baseline), ("optimised", optimised)):
+                for name, fn in steps.items():
                     started = time.perf_counter()
                     for _ in range(args.steps):
                         fn()
                     times[name].append(time.perf_counter() - started)
-            base = 32 * args.steps / statistics.median(times["baseline"])
-            fast = 32 * args.steps / statistics.median(times["optimised"])
-            print(f"{size:>5} {base:>15.1f} {fast:>16.1f} {fast / base:>6.2f} {diff:>14.2e}")
+            rate = {name: 32 * args.steps / statistics.median(t) for name, t in times.items()}
+            base = rate["baseline"]
+            print(
+                f"{size:>5} {base:>15.1f} {rate['fp32']:>11.1f} {rate['fp32'] / base:>6.2f} {rate['auto']:>11.1f}"
+                f" {rate['auto'] / base:>6.2f} {rate['auto'] / rate['fp32']:>9.2f} {diff['fp32']:>15.2e}"
+                f" {diff['auto']:>9.2e}"
+            )
 
     peaks = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ from PIL import Image
 
 from fadercli import faces as facelib
 from fadercli import say
-from fadercli.devices import pick_device
+from fadercli.devices import Precision, pick_device, pick_precision
 from fadercli.engine.analysis import Analysis, render_together
 from fadercli.engine.chain import DEFAULT_BATCH, Chain, Model, Step
 from fadercli.engine.results import EditResult, FaceResult, Progress, VideoResult
@@ -65,13 +65,15 @@ class Fader:
         models: Sequence[Model | LoadedModel | AutoEncoder],
         *,
         device: str | torch.device = "auto",
+        precision: str | Precision = "auto",
         batch_size: int = DEFAULT_BATCH,
         threshold: float | None = None,
         quiet: bool = True,
         limits: Limits = DEFAULT_LIMITS,
     ):
         device = pick_device(device) if isinstance(device, str) else torch.device(device)
-        self.chain = Chain(models, device, batch_size)
+        precision = pick_precision(precision, device) if isinstance(precision, str) else precision
+        self.chain = Chain(models, device, batch_size, precision)
         self.threshold = facelib.DEFAULT_THRESHOLD if threshold is None else threshold  # the detector's
         self.quiet = quiet
         self.limits = limits  # what one photo or frame may cost: pixels, faces (limits.Limits)
@@ -83,6 +85,7 @@ class Fader:
         *,
         attributes: Sequence[str] = (),
         device: str | torch.device = "auto",
+        precision: str | Precision = "auto",
         batch_size: int = DEFAULT_BATCH,
         threshold: float | None = None,
         quiet: bool = False,
@@ -90,7 +93,9 @@ class Fader:
     ) -> Fader:
         """Models named by `--model` specs (weights.hub.resolve_model: registry names, files, run
         folders, URLs), or else the registry's model for each of `attributes`. Each of `attributes`
-        must be edited by one of the models (a UsageError now rather than after the work)."""
+        must be edited by one of the models (a UsageError now rather than after the work).
+        `precision`: auto (bfloat16 where the device computes it natively, see devices.pick_precision),
+        fp32, bf16 or fp16."""
         from fadercli.weights import hub
 
         specs = [models] if isinstance(models, (str, os.PathLike)) else list(models or ())
@@ -99,8 +104,17 @@ class Fader:
                 raise UsageError("name a model (--model) or the attributes to edit")
             specs = list(dict.fromkeys(hub.model_for_attribute(a) for a in attributes))
         device = pick_device(device) if isinstance(device, str) else device  # fails before any download
+        precision = pick_precision(precision, device) if isinstance(precision, str) else precision
         loaded = [hub.resolve_model(str(spec), kind="fader", quiet=quiet) for spec in specs]
-        fader = cls(loaded, device=device, batch_size=batch_size, threshold=threshold, quiet=quiet, limits=limits)
+        fader = cls(
+            loaded,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            threshold=threshold,
+            quiet=quiet,
+            limits=limits,
+        )
         for name in attributes:
             fader.owner(name)
         return fader
@@ -114,6 +128,10 @@ class Fader:
     @property
     def device(self) -> torch.device:
         return self.chain.device
+
+    @property
+    def precision(self) -> Precision:
+        return self.chain.precision
 
     @property
     def batch_size(self) -> int:

@@ -115,8 +115,8 @@ class FaderEditor:
     gives it), `seconds`, `error` ("" when it went well) and `exit_code` (0, or `fader edit`'s code).
 
     `models` are `--model` specs (registry names, files, run folders, hf://OWNER/NAME); `values` and
-    `shift` are `--set` and `--shift`; `file_format` is `--format`; `threads` the torch threads of
-    this actor (actors x threads should fit the node's cores)."""
+    `shift` are `--set` and `--shift`; `file_format` is `--format`; `precision` is `--precision`;
+    `threads` the torch threads of this actor (actors x threads should fit the node's cores)."""
 
     def __init__(
         self,
@@ -129,6 +129,7 @@ class FaderEditor:
         align: bool = True,
         threshold: float | None = None,
         device: str = "cpu",
+        precision: str = "auto",
         threads: int | None = None,
         batch_size: int = 16,
         max_megapixels: float | None = None,
@@ -147,6 +148,7 @@ class FaderEditor:
             list(models or []) or None,
             attributes=[*self.values, *self.shift],
             device=device,
+            precision=precision,
             batch_size=batch_size,
             threshold=threshold,
             limits=Limits.of(max_megapixels, max_faces),

@@ -16,6 +16,8 @@ UPSAMPLE_METHODS = ("convtranspose", "upsampling", "pixelshuffle")
 LR_SCHEDULES = ("constant", "cosine")
 # `fader train --crop`: none, or the authors' crop of CelebA's aligned images.
 TRAINING_CROPS = ("none", "celeba")
+# `--precision`: auto (the fastest the hardware does natively), or one of the arithmetics.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # `--device`: these, or cuda:N.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # `--face`: these, or an index (0 = the largest face).

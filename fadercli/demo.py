@@ -27,6 +27,7 @@ def run_demo(
     device_name: str,
     quiet: bool,
     style: str = "plain",
+    precision: str = "auto",
 ) -> dict:
     started = time.monotonic()
     out = Path(out)
@@ -37,11 +38,11 @@ def run_demo(
     data = out / "data"
     if not (data / "labels.csv").is_file():
         toyfaces.write_dataset(data, faces, size=img_size, seed=seed, style=style)
-    config = TrainConfig(img_size=img_size, max_minutes=minutes, seed=seed)  # the size's preset recipe
+    config = TrainConfig(img_size=img_size, max_minutes=minutes, seed=seed, precision=precision)  # the size's preset
     data_args = {"data": data, "labels": None, "images": None, "crop": "none", "align": False, "attributes": None}
     run = out / "run"
     scores = run_training(data_args, config, run, device_name=device_name, quiet=quiet, started=started)
-    write_sweep(run, out / "sweep.gif", seed=seed, style=style)
+    write_sweep(run, out / "sweep.gif", seed=seed, style=style, device_name=device_name, precision=precision)
     summary = {
         "seconds": round(time.monotonic() - started, 1),
         "model": str(run / "model.safetensors"),
@@ -53,11 +54,13 @@ def run_demo(
     return summary
 
 
-def write_sweep(run: Path, gif: Path, *, seed: int, style: str, n_faces: int = 4) -> None:
+def write_sweep(
+    run: Path, gif: Path, *, seed: int, style: str, device_name: str = "auto", precision: str = "auto", n_faces: int = 4
+) -> None:
     """Fresh toy faces (never seen in training), every attribute slid from -0.5 to 1.5, back and forth."""
     from fadercli.api import Fader
 
-    fader = Fader.load(str(run), quiet=True)
+    fader = Fader.load(str(run), device=device_name, precision=precision, quiet=True)
     params = toyfaces.sample(n_faces, seed=seed + 99991, style=style)
     faces = list(toyfaces.render(params, fader.models[0].size))
     sweep = fader.sweep(faces, fader.attributes, steps=9, value_range=(-0.5, 1.5), align=False, max_size=96)

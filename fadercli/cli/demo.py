@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from fadercli.choices import TOY_STYLES
-from fadercli.cli.shared import Device, choice, hush, plain
+from fadercli.cli.shared import Device, Precision, PrecisionChoice, choice, hush, plain
 
 Style = choice("Style", TOY_STYLES)
 
@@ -26,6 +26,7 @@ def demo(
         Style, typer.Option(help="Toy face style: plain is one drawing convention, learnt in minutes.")
     ] = Style["plain"],
     device: Device = "auto",
+    precision: Precision = PrecisionChoice["auto"],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or messages.", callback=hush)] = False,
 ) -> None:
@@ -39,6 +40,7 @@ def demo(
         img_size=img_size,
         seed=seed,
         device_name=device,
+        precision=plain(precision),
         quiet=quiet,
         style=plain(style),
     )

@@ -25,6 +25,8 @@ from fadercli.cli.shared import (
     MaxMegapixels,
     Models,
     NoAlign,
+    Precision,
+    PrecisionChoice,
     Quiet,
     RayActors,
     RayAddress,
@@ -33,6 +35,7 @@ from fadercli.cli.shared import (
     Threshold,
     choice,
     plain,
+    say_device,
 )
 from fadercli.errors import FaderError, InputError, OutputError, UsageError
 
@@ -92,6 +95,7 @@ def edit(
     no_align: NoAlign = False,
     threshold: Threshold = None,
     device: Device = "auto",
+    precision: Precision = PrecisionChoice["auto"],
     batch_size: Annotated[int, typer.Option("--batch-size", help="Faces per pass through the model.")] = 16,
     crf: Annotated[
         Optional[int],
@@ -126,7 +130,6 @@ def edit(
     """
     from fadercli.api import Fader
     from fadercli.attributes import edit_values
-    from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.limits import Limits
     from fadercli.media.formats import expand_inputs, is_video, output_format
@@ -141,7 +144,8 @@ def edit(
         if in_place:
             raise UsageError("--engine ray writes new files: give --out-dir (or drop --in-place)")
         editor = dict(models=model or None, values=values, shift=shifts, face=choice, align=not no_align)
-        editor |= dict(threshold=threshold, device=device, max_megapixels=max_megapixels, max_faces=max_faces)
+        editor |= dict(threshold=threshold, device=device, precision=plain(precision))
+        editor |= dict(max_megapixels=max_megapixels, max_faces=max_faces)
         return edit_on_ray(
             inputs,
             output=output,
@@ -179,6 +183,7 @@ def edit(
         model or None,
         attributes=[*values, *shifts],
         device=device,
+        precision=plain(precision),
         batch_size=batch_size,
         threshold=threshold,
         quiet=quiet,
@@ -187,7 +192,7 @@ def edit(
     fader.plan(values, shifts)  # names and values checked before any work
     _check_targets(targets, out_dir, in_place, force)
     requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
-    say(f"device: {describe(fader.device)}")
+    say_device(fader)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 

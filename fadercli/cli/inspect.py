@@ -19,8 +19,12 @@ from fadercli.cli.shared import (
     MaxMegapixels,
     Models,
     NoAlign,
+    Precision,
+    PrecisionChoice,
     Quiet,
     Threshold,
+    plain,
+    say_device,
 )
 from fadercli.errors import FaderError
 
@@ -40,6 +44,7 @@ def inspect(
     no_align: NoAlign = False,
     threshold: Threshold = None,
     device: Device = "auto",
+    precision: Precision = PrecisionChoice["auto"],
     partial: Partial = False,
     max_megapixels: MaxMegapixels = None,
     max_faces: MaxFaces = None,
@@ -51,7 +56,6 @@ def inspect(
     A clip gives a line per face track: the frames it spans and the median of its values over frames spread along it.
     """
     from fadercli.api import Fader
-    from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.limits import Limits
     from fadercli.media.formats import expand_inputs, is_video
@@ -60,8 +64,15 @@ def inspect(
     limits = Limits.of(max_megapixels, max_faces)
     choice = parse_face_choice(face)
     paths = list(dict.fromkeys(expand_inputs(inputs, clips=True)))
-    fader = Fader.load(model or None, attributes=attr or [], device=device, threshold=threshold, limits=limits)
-    say(f"device: {describe(fader.device)}")
+    fader = Fader.load(
+        model or None,
+        attributes=attr or [],
+        device=device,
+        precision=plain(precision),
+        threshold=threshold,
+        limits=limits,
+    )
+    say_device(fader)
     shown = [fader.owner(a)[1] for a in attr] if attr else fader.attributes
     failures = Failures()
     for path in paths:

@@ -46,7 +46,7 @@ def edit_on_ray(
     sources = _sources(inputs)
     pairs = _pairs(sources, output, out_dir, extension)
     values, shifts = editor["values"], editor["shift"]
-    fader = Fader.load(editor["models"], attributes=[*values, *shifts], device="cpu")
+    fader = Fader.load(editor["models"], attributes=[*values, *shifts], device="cpu", precision=editor["precision"])
     fader.plan(values, shifts)  # names and values checked before any work, as the local engine does
     local = {Path(s): Path(t) for s, t in pairs if not is_uri(t)}
     _check_targets(local, None if out_dir is None or is_uri(out_dir) else Path(out_dir), False, force)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fadercli.cli.shared import Device, Models, Threshold
+from fadercli.cli.shared import Device, Models, Precision, PrecisionChoice, Threshold, plain
 from fadercli.limits import MEGA, SERVE
 
 
@@ -18,6 +18,7 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free one).")] = 8000,
     device: Device = "auto",
+    precision: Precision = PrecisionChoice["auto"],
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
     token: Annotated[
         Optional[str],
@@ -69,6 +70,7 @@ def serve(
             host=host,
             port=port,
             device=device,
+            precision=plain(precision),
             open_browser=open_browser,
             token=token,
             token_file=token_file,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from fadercli.choices import DEVICES, FACES
+from fadercli.choices import DEVICES, FACES, PRECISIONS
 from fadercli.errors import FaderError, UsageError
 
 
@@ -60,6 +60,12 @@ Threshold = Annotated[
 Device = Annotated[
     str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", autocompletion=complete_device)
 ]
+PrecisionChoice = choice("Precision", PRECISIONS)
+PRECISION_HELP = (
+    "The models' arithmetic: auto is bfloat16 where the hardware computes it natively (CUDA; CPUs with"
+    " AVX-512 BF16 or AMX), float16 on older GPUs, float32 elsewhere; or fp32, bf16, fp16."
+)
+Precision = Annotated[PrecisionChoice, typer.Option("--precision", help=PRECISION_HELP, case_sensitive=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary on stderr.", callback=hush)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON record per line on stdout.")]
 Face = Annotated[
@@ -114,6 +120,14 @@ RayActors = Annotated[
 RayThreads = Annotated[
     int, typer.Option("--threads-per-actor", help="Ray: torch threads of each actor.", rich_help_panel="Ray")
 ]
+
+
+def say_device(fader) -> None:
+    """The line every model command starts with: where the models run, and in what arithmetic."""
+    from fadercli import say
+    from fadercli.devices import describe
+
+    say(f"device: {describe(fader.device)}; precision: {fader.precision.describe()}")
 
 
 class Failures:

@@ -9,7 +9,20 @@ import typer
 
 from fadercli import say
 from fadercli.cli.edit import Inputs
-from fadercli.cli.shared import Device, Face, MaxFaces, MaxMegapixels, Models, NoAlign, Quiet, Threshold
+from fadercli.cli.shared import (
+    Device,
+    Face,
+    MaxFaces,
+    MaxMegapixels,
+    Models,
+    NoAlign,
+    Precision,
+    PrecisionChoice,
+    Quiet,
+    Threshold,
+    plain,
+    say_device,
+)
 from fadercli.errors import OutputError, UsageError, import_extra
 from fadercli.limits import MAX_STEPS
 
@@ -61,6 +74,7 @@ def sweep(
     max_size: Annotated[int, typer.Option("--max-size", help="Longer side of each cell, in pixels.")] = 256,
     threshold: Threshold = None,
     device: Device = "auto",
+    precision: Precision = PrecisionChoice["auto"],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
     max_megapixels: MaxMegapixels = None,
     max_faces: MaxFaces = None,
@@ -71,7 +85,6 @@ def sweep(
     Each face is encoded once; all steps are decoded in batches. Cells are scaled so that their longer side is --max-size: a grid of R rows and C columns of w x h cells is C x (w + 2) + 2 by R x (h + 14) + 2 pixels.
     """
     from fadercli.api import Fader
-    from fadercli.devices import describe
     from fadercli.faces import parse_face_choice
     from fadercli.limits import Limits
     from fadercli.media.formats import expand_inputs, image_format, is_writable_video
@@ -106,6 +119,7 @@ def sweep(
         model or None,
         attributes=attr,
         device=device,
+        precision=plain(precision),
         threshold=threshold,
         quiet=quiet,
         limits=Limits.of(max_megapixels, max_faces),
@@ -115,7 +129,7 @@ def sweep(
         raise OutputError(f"{output} exists (use --force to overwrite)")
     if not output.parent.is_dir():
         raise OutputError(f"cannot write {output}: no such folder {output.parent}")
-    say(f"device: {describe(fader.device)}")
+    say_device(fader)
     result = fader.sweep(
         paths, attr, steps=steps, value_range=bounds, face=choice, align=not no_align, crop=crop, max_size=max_size
     )

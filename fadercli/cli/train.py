@@ -182,7 +182,7 @@ def _report(result: dict, out: Path, as_json: bool) -> None:
         )
         typer.echo(
             f"trained {result['steps']} steps in {result['seconds'] / 60:.1f} min{share}; schedules {done} "
-            f"(final learning rate {result['final_lr']:.3g})"
+            f"(final learning rate {result['final_lr']:.3g}); precision: {result['precision']}"
         )
     for line in summary_lines(result):
         typer.echo(line)

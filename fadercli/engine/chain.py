@@ -19,6 +19,7 @@ import torch
 
 from fadercli import say
 from fadercli.attributes import AttributeSet, did_you_mean, nothing_to_edit
+from fadercli.devices import Precision, pick_precision
 from fadercli.errors import DownloadError, ModelError, UsageError
 from fadercli.limits import MAX_VALUE
 from fadercli.net.editor import Editor
@@ -59,10 +60,15 @@ Stage = Callable[[int, Step, torch.Tensor], tuple[torch.Tensor, torch.Tensor, to
 
 
 class Chain:
-    """Models on one device; `models` may grow (a server loads models later), shared by reference."""
+    """Models on one device, in one precision (devices.Precision; float32 unless given); `models` may
+    grow (a server loads models later), shared by reference."""
 
     def __init__(
-        self, models: Sequence[Model | LoadedModel | AutoEncoder], device: torch.device, batch_size: int = DEFAULT_BATCH
+        self,
+        models: Sequence[Model | LoadedModel | AutoEncoder],
+        device: torch.device,
+        batch_size: int = DEFAULT_BATCH,
+        precision: Precision | None = None,
     ):
         if not models:
             raise UsageError("no model given")
@@ -70,6 +76,7 @@ class Chain:
             raise UsageError(f"the batch size must be at least 1, got {batch_size}")
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision or pick_precision("fp32", device)
         self.models = [self.ready(m) for m in models]
         self._classifiers: dict[str, LoadedModel | None] = {}
 
@@ -81,7 +88,7 @@ class Chain:
             attributes = AttributeSet.from_pairs(model.config.attributes)
             model = LoadedModel("fader", model, model.config, default_slider_ranges(attributes))
         require_kind(str(model.path or "model"), model.kind, "fader")
-        return Model(model, Editor(model.model, self.device, batch_size=self.batch_size))
+        return Model(model, Editor(model.model, self.device, batch_size=self.batch_size, precision=self.precision))
 
     # ------------------------------------------------------------ attributes
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fadercli.attributes import AttributeSet
+from fadercli.devices import Precision, pick_precision
 from fadercli.net.model import AutoEncoder, fold_batchnorm
 
 # A pixel keeps the input while the edit moves it less than CHANGE_FLOOR of the edit's largest
@@ -57,23 +58,35 @@ class Editor:
     """A Fader autoencoder ready for editing crops given as float tensors in [-1, 1].
 
     Works on its own inference copy of the model (BatchNorm folded into the convolutions,
-    channels-last), so the model it was given, e.g. one still training, is left as it is."""
+    channels-last), so the model it was given, e.g. one still training, is left as it is. With a
+    16-bit `precision` the convolutions run under autocast; what leaves the editor (decodes, the
+    estimate's errors) is float32, so composing and pasting are the same arithmetic at any precision."""
 
-    def __init__(self, model: AutoEncoder, device: torch.device | str = "cpu", batch_size: int = 64):
+    def __init__(
+        self,
+        model: AutoEncoder,
+        device: torch.device | str = "cpu",
+        batch_size: int = 64,
+        precision: Precision | None = None,
+    ):
         self.attributes = AttributeSet.from_pairs(model.config.attributes)
         self.device = torch.device(device)
         # channels-last suits oneDNN's and cuDNN's convolutions (1.1-1.3x here, docs/experiments.md)
         self.model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.img_size = model.config.img_size
+        self.precision = precision or pick_precision("fp32", self.device)
 
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's features of every crop, in batches of `batch_size` (however many faces a photo has)."""
         x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-        if len(x) <= self.batch_size:
-            return self.model.encode(x)
-        parts = [self.model.encode(x[start : start + self.batch_size]) for start in range(0, len(x), self.batch_size)]
+        with self.precision.autocast():
+            if len(x) <= self.batch_size:
+                return self.model.encode(x)
+            parts = [
+                self.model.encode(x[start : start + self.batch_size]) for start in range(0, len(x), self.batch_size)
+            ]
         return [torch.cat(level) for level in zip(*parts)]
 
     @torch.inference_mode()
@@ -83,8 +96,12 @@ class Editor:
         out = []
         for start in range(0, len(values), self.batch_size):
             chunk = [f[start : start + self.batch_size] for f in features]
-            out.append(self.model.decode(chunk, channels(self.attributes, values[start : start + self.batch_size])))
+            out.append(self._decode(chunk, channels(self.attributes, values[start : start + self.batch_size])))
         return torch.cat(out)
+
+    def _decode(self, features: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model.decode(features, y).float()
 
     @torch.inference_mode()
     def estimate(self, x: torch.Tensor, features: list[torch.Tensor] | None = None, passes: int = 1) -> torch.Tensor:
@@ -121,7 +138,7 @@ class Editor:
         errors = []
         for start in range(0, len(trial), self.batch_size):
             faces = torch.arange(start, min(start + self.batch_size, len(trial)), device=self.device) // k
-            decoded = self.model.decode(
+            decoded = self._decode(
                 [f[faces] for f in features], channels(self.attributes, trial[start : start + len(faces)])
             )
             errors.append((decoded - x[faces]).pow(2).flatten(1).mean(1))

@@ -189,6 +189,7 @@ def _page_and_models(app: FastAPI, pool: ModelPool, settings: Settings, cache: P
             "status": "ok",
             "version": __version__,
             "device": settings.device,
+            "precision": settings.precision,
             "models": sum(o.model is not None for o in pool.offers.values()),
             "photos": len(cache),
         }

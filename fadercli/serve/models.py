@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from fadercli.api import Fader
+from fadercli.devices import Precision, pick_precision
 from fadercli.engine.chain import Model
 from fadercli.errors import ModelError, UsageError
 from fadercli.limits import SERVE, Limits
@@ -41,11 +42,13 @@ class ModelPool:
         specs: list[str],
         *,
         device: torch.device,
+        precision: Precision | None = None,
         threshold: float | None,
         quiet: bool = True,
         limits: Limits = SERVE,
     ):
         self.device = device
+        self.precision = precision or pick_precision("auto", device)  # as Fader's, so pages and fader edit agree
         self.threshold = threshold
         self.quiet = quiet
         self.limits = limits
@@ -71,13 +74,18 @@ class ModelPool:
                         pass
 
     def _add(self, offer: Offer, loaded) -> None:
-        ready = Fader([loaded], device=self.device, threshold=self.threshold, quiet=self.quiet).models[0]
+        ready = Fader([loaded], device=self.device, precision=self.precision, quiet=self.quiet).models[0]
         offer.model = ready
         self.offers[offer.name] = offer
         models = [o.model for o in self.offers.values() if o.model is not None]
         if self.fader is None:
             self.fader = Fader(
-                models, device=self.device, threshold=self.threshold, quiet=self.quiet, limits=self.limits
+                models,
+                device=self.device,
+                precision=self.precision,
+                threshold=self.threshold,
+                quiet=self.quiet,
+                limits=self.limits,
             )
         else:
             self.fader.models[:] = models  # analyses made before share this Fader and see the new model

@@ -35,6 +35,7 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = "auto"
+    precision: str = "auto"
     open_browser: bool = False
     token: str | None = None
     token_file: Path | None = None
@@ -174,12 +175,15 @@ def run(options: Options) -> None:
     cv2.setNumThreads(threads)
     import uvicorn
 
-    from fadercli.devices import describe, pick_device
+    from fadercli.devices import describe, pick_device, pick_precision
     from fadercli.serve.app import LOOPBACK_NAMES, Settings, create_app
     from fadercli.serve.models import ModelPool
 
     device = pick_device(options.device)
-    pool = ModelPool(options.models, device=device, threshold=options.threshold, quiet=False, limits=limits)
+    precision = pick_precision(options.precision, device)
+    pool = ModelPool(
+        options.models, device=device, precision=precision, threshold=options.threshold, quiet=False, limits=limits
+    )
     sock = listen(options.host, options.port)
     port = sock.getsockname()[1]
     hosts = None if token else tuple(sorted({*LOOPBACK_NAMES, options.host.lower()}))
@@ -195,11 +199,12 @@ def run(options: Options) -> None:
         limits=limits,
         cookie=f"fader_token_{port}",
         device=describe(device).replace(f"({torch.get_num_threads()} threads)", f"({workers} x {threads} threads)"),
+        precision=precision.describe(),
     )
     app = create_app(pool, settings)
     shown = f"[{options.host.strip('[]')}]" if ":" in options.host else options.host
     url = f"http://{'127.0.0.1' if shown in ('0.0.0.0', '[::]') else shown}:{port}/"
-    say(f"device: {settings.device}")
+    say(f"device: {settings.device}; precision: {settings.precision}")
     loaded = [
         f"{o.name} ({', '.join(o.model.attributes.names)}, {o.model.size} px)" for o in pool.offers.values() if o.model
     ]

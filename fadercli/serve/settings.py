@@ -29,3 +29,4 @@ class Settings:
     limits: Limits = SERVE  # pixels and faces per photo
     cookie: str = "fader_token"  # the token's cookie; the server names it after its port
     device: str = "cpu"  # how /api/health describes the device
+    precision: str = "float32"  # and the models' arithmetic

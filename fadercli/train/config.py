@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fadercli.choices import LR_SCHEDULES, UPSAMPLE_METHODS
+from fadercli.choices import LR_SCHEDULES, PRECISIONS, UPSAMPLE_METHODS
 from fadercli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -37,6 +37,13 @@ class TrainConfig:
         None, "Stop cleanly after this much wall time (data preparation included) and save.", RUN
     )
     seed: int = knob(0, "Seed for the split, data order and weights.", RUN)
+    precision: str = knob(
+        "auto",
+        "The arithmetic of the steps: auto is bfloat16 autocast where the hardware computes it natively (CUDA,"
+        " CPUs with AVX-512 BF16 or AMX), float16 with a gradient scaler on older GPUs, float32 elsewhere.",
+        RUN,
+        choices=PRECISIONS,
+    )
     val_fraction: float = knob(0.05, "Share of images held out for validation.", "Data")
     init_fm: int | None = knob(None, "Feature maps of the first conv block.", MODEL)
     max_fm: int | None = knob(None, "Cap on feature maps.", MODEL)

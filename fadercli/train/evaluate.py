@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fadercli.attributes import AttributeSet
+from fadercli.devices import Precision
 from fadercli.net.model import AutoEncoder, Classifier, ClassifierConfig
 from fadercli.net.tensors import from_uint8
 
@@ -82,11 +84,13 @@ def train_classifiers(
     shift: int = 1,
     seed: int = 0,
     seconds: float | None = None,
+    precision: Precision | None = None,
 ) -> tuple[list[Classifier], int]:
     """Fit classifiers, given as (config, input noise std), on the same `batches(step) -> (images in
     [-1, 1], labels)`, each image moved by up to `shift` pixels; returns them frozen, in eval mode,
     and the steps they took: `steps`, or fewer where `seconds` would not hold them (the pace of the
-    first PROBE_STEPS decides, so that a run's classifiers cost a fixed share of its budget)."""
+    first PROBE_STEPS decides, so that a run's classifiers cost a fixed share of its budget), their
+    forward passes in `precision` (float32 unless given), their losses in float32."""
     generator = torch.Generator().manual_seed(seed)
     warm = max(1, min(steps // 10, WARM_STEPS))
     total = steps
@@ -100,12 +104,15 @@ def train_classifiers(
         opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.9, 0.999))
         models.append(clf)
         optimisers.append((opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)))
+    cast = precision.autocast if precision is not None else nullcontext
     started, step = time.monotonic(), 0
     while step < total:
         x, y = batches(step)
         x = _shifted(x, shift, generator)
         for clf, (opt, sched), (_, noise) in zip(models, optimisers, configs):
-            loss = attribute_loss(attributes, clf(x + noise * torch.randn_like(x) if noise else x), y)
+            with cast():
+                logits = clf(x + noise * torch.randn_like(x) if noise else x)
+            loss = attribute_loss(attributes, logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

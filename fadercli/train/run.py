@@ -136,6 +136,7 @@ def _finish(
             "seconds": round(trainer.elapsed, 1),
             "wall_seconds": round(time.monotonic() - started, 1),
             "progress": trainer.progress,
+            "precision": trainer.precision.describe(),
             "final_lr": config.lr * lr_scale(trainer.progress, config.lr_schedule, config.lr_final),
         }
     return TrainResult(trainer.step, False, result)
@@ -163,7 +164,12 @@ def _start(
             saved = TrainConfig(**state["config"])
         except (TypeError, ValueError) as e:
             raise ModelError(f"{checkpoint}: a damaged checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
-        longer = {"max_steps": config.max_steps or saved.max_steps, "max_minutes": config.max_minutes}
+        # How long to go on, and in what arithmetic, are this command's to say; the rest is the run's.
+        longer = {
+            "max_steps": config.max_steps or saved.max_steps,
+            "max_minutes": config.max_minutes,
+            "precision": config.precision,
+        }
         config = TrainConfig(**{**asdict(saved), **longer})
     elif checkpoint.exists():
         raise OutputError(f"{out} already holds a run: continue it with --resume, or choose another --out")
@@ -173,10 +179,17 @@ def _start(
             raise InputError(f"{out}: the checkpoint was trained on other attributes or settings than these data")
         trainer.load_state(state)
         log(f"resuming {out} at step {trainer.step}")
+    layout = ", channels-last" if trainer.precision.channels_last else ""
+    log(f"precision: {trainer.precision.describe()}{layout}")
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "run.json") as tmp:
-            info = {"config": asdict(trainer.config), "dataset": dataset.summary(), **(run_info or {})}
+            info = {
+                "config": asdict(trainer.config),
+                "precision": trainer.precision.describe(),
+                "dataset": dataset.summary(),
+                **(run_info or {}),
+            }
             tmp.write_text(json.dumps(info, indent=2))
     trainer.fit_classifiers()
     return trainer
