@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from fadercli import say
-from fadercli.cli.edit import _canonical, _check_targets, distinct, one_destination
+from fadercli.cli.outputs import canonical, check_targets, distinct, one_destination
 from fadercli.cli.shared import Failures
 from fadercli.errors import FaderError, InputError, OutputError, UsageError, import_extra
 
@@ -49,13 +49,13 @@ def edit_on_ray(
     fader = Fader.load(editor["models"], attributes=[*values, *shifts], device="cpu")
     fader.plan(values, shifts)  # names and values checked before any work, as the local engine does
     local = {Path(s): Path(t) for s, t in pairs if not is_uri(t)}
-    _check_targets(local, None if out_dir is None or is_uri(out_dir) else Path(out_dir), False, force)
+    check_targets(local, None if out_dir is None or is_uri(out_dir) else Path(out_dir), False, force)
     for _, target in pairs:
         if is_uri(target) and not force and exists(target):
             raise OutputError(f"{target} exists (use --force to overwrite)")
     if out_dir is not None and not is_uri(out_dir):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-    requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
+    requested = {"set": canonical(fader, values), "shift": canonical(fader, shifts)}
     models = [m.loaded.source for m in fader.models]
     failures, written = Failures(), 0
     rows = run(
