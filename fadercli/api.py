@@ -203,15 +203,16 @@ class Fader:
         on_error: Callable[[ImageLike, FaderError], None] | None = None,
     ) -> Iterator[EditResult]:
         """Edit many images, yielding results in order as they are done; the faces of several images go
-        through the models together (`batch_size` faces at a time). An image that fails (unreadable, no
-        face) raises, or with `on_error` is handed to it and skipped."""
+        through the models together (`batch_size` faces at a time). An image that fails on its own
+        (unreadable, no face) raises, or with `on_error` is handed to it and skipped; any other failure
+        (the face detector cannot be had) raises, since every image would fail alike."""
         self.plan(values, shift)
         batch: list[Analysis] = []
         for image in images:
             try:
                 analysis = self.analyse(image, face=face, align=align)
             except FaderError as e:
-                if on_error is None or isinstance(e, UsageError):
+                if on_error is None or not e.one_input:
                     raise
                 on_error(image, e)
                 continue

@@ -12,21 +12,26 @@ pipeline with `FaderEditor` as the callable class of `Dataset.map_batches`.
     )
     for row in ds.iter_rows(): ...   # input, output, faces (JSON), seconds, error, exit_code
 
-Each actor loads its Fader once and sets its own torch threads. It reads each input with fader's
-own decoder (the same gate as `fader edit`: formats, pixel limit, EXIF orientation, 16-bit), edits
-the faces of a whole batch together and writes each result as `fader edit` writes it, to a local
-path or any URI pyarrow's file systems open (s3://, gs://, file://, ...). An input that fails gives
-its row an error and an exit code; it never fails its batch.
+Each actor loads its Fader once (and fetches the face detector once) and sets its own torch threads.
+It reads each input with fader's own decoder (the same gate as `fader edit`: formats, pixel limit,
+EXIF orientation, 16-bit), edits the faces of a whole batch together and writes each result as
+`fader edit` writes it, to a local path or any URI pyarrow's file systems open (s3://, gs://,
+file://, ...). An input that fails gives its row an error and an exit code; it never fails its
+batch. A failure that is no one input's (the model or the face detector cannot be had) gives every
+row the actor has not written its error, so that whoever reads the rows can stop at the first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from fadercli import say
 from fadercli.errors import FaderError, InputError, OutputError, UsageError, import_extra, reason
 
 MAX_INPUT_BYTES = 512 * 2**20  # an image file larger than this is not read (a local file's gate is the decoder's)
@@ -75,6 +80,20 @@ def exists(target: str) -> bool:
 
     filesystem, path = _filesystem(target)
     return filesystem.get_file_info(path).type != fs.FileType.NotFound
+
+
+def make_folder(folder: str) -> None:
+    """Create an output folder and its parents where the file system has folders (a local path,
+    file://, hdfs://); an object store's (s3://, gs://) need none, and are left as they are."""
+    if not is_uri(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return
+    filesystem, path = _filesystem(folder)
+    if filesystem.type_name in ("local", "hdfs"):
+        try:
+            filesystem.create_dir(path, recursive=True)
+        except OSError as e:
+            raise OutputError(f"cannot create {folder}: {reason(e)}") from None
 
 
 def _read(source: str, limits):
@@ -138,29 +157,51 @@ class FaderEditor:
         import torch
 
         from fadercli.api import Fader
+        from fadercli.faces import detector_model
         from fadercli.limits import Limits
 
         if threads:
             torch.set_num_threads(threads)
         self.values, self.shift = dict(values or {}), dict(shift or {})
         self.face, self.align, self.file_format = face, align, file_format
-        self.fader = Fader.load(
-            list(models or []) or None,
-            attributes=[*self.values, *self.shift],
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            threshold=threshold,
-            limits=Limits.of(max_megapixels, max_faces),
-        )
-        self.fader.plan(self.values, self.shift)
-        self.models = [m.loaded.source for m in self.fader.models]
+        self.failure: FaderError | None = None  # why this actor cannot edit at all: each batch's rows say it
+        try:
+            self.fader = Fader.load(
+                list(models or []) or None,
+                attributes=[*self.values, *self.shift],
+                device=device,
+                precision=precision,
+                batch_size=batch_size,
+                threshold=threshold,
+                limits=Limits.of(max_megapixels, max_faces),
+            )
+            self.fader.plan(self.values, self.shift)
+            if align:
+                detector_model()  # fetched now, once, rather than tried again photo by photo
+        except FaderError as e:
+            self.failure = e
 
     def __call__(self, batch: Mapping[str, Sequence]) -> dict[str, list]:
         rows = {
             str(source): {"output": str(target), "error": "", "exit_code": 0, "faces": "[]", "seconds": 0.0}
             for source, target in zip(batch["input"], batch["output"])
         }
+        written: set[str] = set()
+        failure = self.failure
+        if failure is None:
+            try:
+                self._edit(rows, written)
+            except FaderError as e:  # no one input's: _edit puts those in their rows
+                failure = e
+        if failure is not None:  # every row not written says it
+            for source, row in rows.items():
+                if source not in written and not row["error"]:
+                    row.update(error=str(failure), exit_code=failure.exit_code)
+        columns = ("output", "faces", "seconds", "error", "exit_code")
+        return {"input": list(rows), **{c: [row[c] for row in rows.values()] for c in columns}}
+
+    def _edit(self, rows: dict[str, dict], written: set[str]) -> None:
+        """Read, edit and write the batch's inputs, each failure of one input in its row."""
         photos = {}
         for source in rows:
             started = time.perf_counter()
@@ -190,8 +231,7 @@ class FaderEditor:
                 continue
             row["faces"] = json.dumps([f.to_dict() for f in result.faces])
             row["seconds"] += result.seconds + time.perf_counter() - started
-        columns = ("output", "faces", "seconds", "error", "exit_code")
-        return {"input": list(rows), **{c: [row[c] for row in rows.values()] for c in columns}}
+            written.add(source)
 
 
 def edit_on_ray(
@@ -202,11 +242,13 @@ def edit_on_ray(
     actors: int | None = None,
     threads_per_actor: int = 1,
     batch_size: int = 16,
-    progress: bool = True,
 ) -> Iterator[dict]:
     """Edit (input, output) pairs on Ray Data with FaderEditor(**editor); yield each row, in input
     order, as it is done. `address`: None starts Ray on this machine, "auto" or HOST:PORT joins a
-    running cluster. `actors` defaults to the cluster's CPUs divided by `threads_per_actor`."""
+    running cluster. `actors` defaults to the cluster's CPUs divided by `threads_per_actor`.
+
+    Ray's and Ray Data's own notes and progress stay in Ray's log files (errors still reach stderr);
+    a line on the `fadercli` logger (INFO) says where those are, and the rows are the progress."""
     import_extra("ray", "ray")
     import ray
     import ray.data
@@ -216,37 +258,50 @@ def edit_on_ray(
     if actors is not None and actors < 1:
         raise UsageError(f"--actors must be at least 1, got {actors}")
     started = not ray.is_initialized()
+    logs = None
     if started:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            context = ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UsageError(f"cannot reach the Ray cluster at {address}: {reason(e)}") from None
+        session = context.address_info.get("session_dir")
+        logs = os.path.join(session, "logs") if session else None
     try:
-        yield from _rows(ray, pairs, editor, actors, threads_per_actor, batch_size, progress)
+        yield from _rows(ray, pairs, editor, actors, threads_per_actor, batch_size, logs)
     finally:
         if started:
             ray.shutdown()
 
 
-def _rows(ray, pairs, editor: dict, actors: int | None, threads_per_actor: int, batch_size: int, progress: bool):
+def _rows(ray, pairs, editor: dict, actors: int | None, threads_per_actor: int, batch_size: int, logs: str | None):
     """The job itself: the pairs as a dataset, FaderEditor actors over it, the rows streamed back."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
     actors = actors or max(1, cpus // threads_per_actor)
+    say(
+        f"ray: {actors} actor(s) x {threads_per_actor} thread(s), {cpus} CPU(s)"
+        + (f"; Ray's logs: {logs}" if logs else "")
+    )
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in input order, as fader edit prints them
-    context.enable_progress_bars = progress
-    if not progress:  # --quiet: Ray Data's own progress lines too
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-    dataset = ray.data.from_items([{"input": s, "output": t} for s, t in pairs]).map_batches(
-        FaderEditor,
-        fn_constructor_kwargs={**editor, "threads": threads_per_actor, "batch_size": batch_size},
-        batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=threads_per_actor,
-        batch_format="numpy",
-    )
+    context.enable_progress_bars = False  # the caller counts the rows
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes and progress lines stay in its log file
+    with warnings.catch_warnings():
+        # Ray Data 2.60 takes max_restarts only among its **ray_remote_args, which it calls deprecated
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        dataset = ray.data.from_items([{"input": s, "output": t} for s, t in pairs]).map_batches(
+            FaderEditor,
+            fn_constructor_kwargs={**editor, "threads": threads_per_actor, "batch_size": batch_size},
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=threads_per_actor,
+            batch_format="numpy",
+            # No restarts: Ray Data's default brings a dead actor back and tries its batch again without
+            # end (a batch that killed it, by memory, would again), and warns on stderr for every actor
+            # it could restart (their constructor's arguments are in the object store).
+            max_restarts=0,
+        )
     for row in dataset.iter_rows():
         yield {**row, "exit_code": int(row["exit_code"]), "seconds": float(row["seconds"])}
 
 
-__all__ = ["FaderEditor", "edit_on_ray", "exists", "is_uri", "list_uri"]
+__all__ = ["FaderEditor", "edit_on_ray", "exists", "is_uri", "list_uri", "make_folder"]

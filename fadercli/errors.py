@@ -16,6 +16,10 @@ class FaderError(Exception):
 
     exit_code = 1
     code = "error"
+    # One input's failure (unreadable, no face, cannot be written): a command given many reports it
+    # and goes on with the others. Any other (a usage error, a model or download that cannot be had,
+    # the device) would fail every input alike, so it stops the command at once.
+    one_input = False
 
     def __init__(self, message: str = "", *, code: str | None = None):
         super().__init__(one_line(message))
@@ -50,6 +54,7 @@ class InputError(FaderError):
 
     exit_code = 3
     code = "bad_input"
+    one_input = True
 
 
 class NoFaceError(FaderError):
@@ -57,6 +62,7 @@ class NoFaceError(FaderError):
 
     exit_code = 4
     code = "no_face"
+    one_input = True
 
 
 class ModelError(FaderError):
@@ -78,6 +84,7 @@ class OutputError(FaderError):
 
     exit_code = 7
     code = "cannot_write"
+    one_input = True
 
 
 class DeviceError(FaderError):
@@ -85,6 +92,14 @@ class DeviceError(FaderError):
 
     exit_code = 8
     code = "no_device"
+
+
+def from_exit_code(message: str, exit_code: int) -> FaderError:
+    """The error that a message and an exit code stand for, as another process (a Ray actor) reported it."""
+    for kind in (UsageError, InputError, NoFaceError, ModelError, DownloadError, OutputError, DeviceError):
+        if kind.exit_code == exit_code:
+            return kind(message)
+    return FaderError(message)
 
 
 class MissingExtraError(UsageError, ImportError):

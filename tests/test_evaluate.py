@@ -73,10 +73,13 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def _evaluate(toy_runs, blur: float) -> dict:
+def _evaluate(toy_runs, blur: float, without: str | None = None) -> dict:
+    """The oracle's scores; `without`: an attribute no validation face is labelled with."""
     params = toyfaces.sample(160, seed=11, style="plain")
     clf = load_model(toy_runs["both"] / "classifier.safetensors").model.eval()
     labels = toyfaces.labels(params)[:, [toyfaces.ATTRIBUTES.index(n) for n in NAMES]]
+    if without:
+        labels[:, NAMES.index(without)] = 0
     images = toyfaces.render(params, SIZE)
     chunks = [(images[i : i + 80], labels[i : i + 80]) for i in (0, 80)]
     return evaluate(Oracle(params, blur), clf, AttributeSet.binary(NAMES), chunks, device=torch.device("cpu"))
@@ -100,3 +103,38 @@ def test_a_blurred_decoder_is_flagged_and_its_edits_do_not_count(toy_runs):
         assert result["swap_accuracy"][name]["adding"] <= result["swap_accuracy_classifier"][name]["adding"]
     text = "\n".join(summary_lines(result))
     assert "look BLURRED" in text and "sharpness" in text
+
+
+def test_a_direction_with_nothing_to_measure_says_so_and_is_null_in_json(toy_runs, tmp_path):
+    """No validation face with glasses: removing them has no face to edit, and adding them no real face
+    to compare sharpness with. The summary and the card say so in words; the JSON that metrics.jsonl,
+    --json and the card's metadata carry has null there, never NaN (which is not JSON)."""
+    import json
+    import shutil
+
+    from fadercli.train.card import model_card
+
+    result = _evaluate(toy_runs, blur=0, without="Eyeglasses")
+    assert result["swap_faces"]["Eyeglasses"]["removing"] == 0
+    assert result["swap_accuracy"]["Eyeglasses"]["removing"] is None
+    assert result["sharpness"]["Eyeglasses"]["adding"] is None
+    assert None not in result["swap_accuracy"]["Smiling"].values()  # the other attribute is measured as ever
+    json.dumps(result, allow_nan=False)
+    text = "\n".join(summary_lines(result))
+    assert "nan" not in text.lower()
+    assert "removing not measured (no validation face to edit" in text
+    assert "sharpness none: no validation face has that value] of 160" in text
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_runs["both"], run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 6, "eval": result}, allow_nan=False) + "\n")
+    card = model_card(run)
+    assert "nan" not in card.lower()
+    assert "| Eyeglasses | removing | not measured: no validation face to edit | | 0 |" in card
+    assert "| none: no validation face has that value |" in card
+    meta = json.loads(next(line for line in card.splitlines() if line.startswith("fader: "))[len("fader: ") :])
+    assert meta["swap_accuracy"]["Eyeglasses"] == {
+        "adding": result["swap_accuracy"]["Eyeglasses"]["adding"],
+        "removing": None,
+    }

@@ -369,3 +369,23 @@ def test_models_cli_path_rm_and_list(blob, home, run_cli):
     assert run_cli("models", "download").exit_code == UsageError.exit_code
     result = run_cli("models", "path", "nosuch")
     assert result.exit_code == ModelError.exit_code and "no model file or model named 'nosuch'" in result.stderr
+
+
+def test_a_face_detector_that_cannot_be_had_stops_a_folder_at_once(
+    home, server, register, toy_runs, tmp_path, run_cli, monkeypatch
+):
+    """No face detector given, none cached and its server down: the first photo's try says so in one
+    line, exit 6, and the other photos do not try again (each try is retried with back-off)."""
+    monkeypatch.delenv("FADER_DETECTOR_MODEL")  # not the repository's copy: the registry's, to download
+    register({"yunet": {"url": server.url("/files/yunet.onnx")}})
+    server.plan.fail = [503] * 100
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(ROOT / "tests" / "data" / "coffee.png", folder / f"photo{i}.png")
+    result = run_cli("edit", folder, "--set", "Smiling=1", "-m", toy_runs["both"], "--out-dir", tmp_path / "out", "-q")
+    assert result.exit_code == DownloadError.exit_code
+    [line] = result.stderr.splitlines()
+    assert line.startswith("fader: error: cannot download yunet from") and "HTTP 503" in line
+    assert len(server.plan.requests) == int(os.environ["FADER_DOWNLOAD_RETRIES"]) + 1  # one download's tries
+    assert result.stdout == "" and not list((tmp_path / "out").iterdir())

@@ -5,8 +5,10 @@ field, `fader push` with the upload replaced at huggingface_hub's boundary, and 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,9 @@ def test_hf_models_download_once_then_come_from_the_cache_and_offline(hub, toy_r
     assert again.returncode == 0, again.stderr
     assert hub.gets("model.safetensors") == 1  # the second use asked only whether main moved
     hub.stop()
+    unreachable = fader("info", "hf://alice/toy", "--json", env=env)  # no answer: the cache, at once
+    assert unreachable.returncode == 0, unreachable.stderr
+    assert json.loads(unreachable.stdout)["file"] == str(snapshot / "model.safetensors")
     offline = {**env, "HF_HUB_OFFLINE": "1"}
     cached = fader(*edit, "--model", f"hf://alice/toy@{COMMIT}", "-o", tmp_path / "offline.png", env=offline)
     assert cached.returncode == 0, cached.stderr
@@ -81,6 +86,29 @@ def test_hf_models_download_once_then_come_from_the_cache_and_offline(hub, toy_r
         np.asarray(Image.open(tmp_path / "offline.png")), np.asarray(Image.open(tmp_path / "hub.png"))
     )
     one_line(fader("info", "hf://alice/other", env=offline), 6, "not in the Hub cache")
+
+
+def test_an_unreachable_hub_is_one_line_at_once_for_every_command(tmp_path):
+    """No network and nothing cached: each command that takes an hf:// model says so in its one line,
+    without huggingface_hub's retries with back-off (half a minute, eleven lines of its own)."""
+    with socket.socket() as closed:  # bound, never listening: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        env = {"HF_ENDPOINT": f"http://127.0.0.1:{closed.getsockname()[1]}", "HF_HOME": str(tmp_path / "hf")}
+        env["FADER_HOME"] = str(tmp_path / "home")
+        model = "hf://alice/toy"
+        for command in (
+            ["info", model],
+            ["edit", ASTRONAUT, "--set", "Smiling=1", "--model", model, "-o", tmp_path / "out.png"],
+            ["sweep", ASTRONAUT, "--attr", "Smiling", "--model", model, "-o", tmp_path / "sweep.gif"],
+            ["serve", "--model", model, "--port", "0"],
+            ["models", "download", model],
+        ):
+            started = time.monotonic()
+            one_line(fader(*command, env=env), 6, f"{model}: not in the Hub cache, and the Hub cannot be reached")
+            assert time.monotonic() - started < 10, command  # not a timing: the retries alone wait 23 s
+            assert not (tmp_path / "out.png").exists() and not (tmp_path / "sweep.gif").exists()
+        said = fader("-v", "info", model, env=env)
+        assert "the Hub does not answer" in said.stderr and said.returncode == 6
 
 
 def test_hf_refusals_are_one_line_with_their_exit_codes(hub, tmp_path):
@@ -229,5 +257,8 @@ def test_tensorboard_event_files_hold_the_runs_metrics(toy_runs, tmp_path):
     assert [s.value for s in logged] == pytest.approx([e["rec_loss"] for e in steps], rel=1e-6)
     [psnr] = events.Scalars("eval/psnr")
     assert psnr.value == pytest.approx(last_evaluation(run)["eval"]["psnr"], rel=1e-6)
-    assert "eval/swap/Smiling/adding" in events.Tags()["scalars"]
+    tags, faces = events.Tags()["scalars"], last_evaluation(run)["eval"]["swap_faces"]["Smiling"]
+    assert any(faces.values())
+    for direction, n in faces.items():  # a direction with no validation face to edit has no point (no NaN)
+        assert (f"eval/swap/Smiling/{direction}" in tags) == (n > 0), direction
     shutil.rmtree(run)

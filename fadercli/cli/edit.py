@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -15,6 +13,7 @@ import typer
 
 from fadercli import say
 from fadercli.choices import IMAGE_FORMATS, PRESETS
+from fadercli.cli.outputs import canonical, check_targets, distinct, one_destination
 from fadercli.cli.shared import (
     Device,
     Engine,
@@ -190,8 +189,8 @@ def edit(
         limits=limits,
     )
     fader.plan(values, shifts)  # names and values checked before any work
-    _check_targets(targets, out_dir, in_place, force)
-    requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
+    check_targets(targets, out_dir, in_place, force)
+    requested = {"set": canonical(fader, values), "shift": canonical(fader, shifts)}
     say_device(fader)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,10 +326,6 @@ def frame_progress(bar, name: str):
     return update
 
 
-def _canonical(fader, given: dict[str, float]) -> dict[str, float]:
-    return {fader.owner(name)[1]: value for name, value in given.items()}
-
-
 def _targets(
     paths: list[Path],
     output: Path | None,
@@ -340,7 +335,7 @@ def _targets(
     clips: set[Path] = frozenset(),
 ) -> dict[Path, Path]:
     """Where each input's result goes (--format's extension for photos; `clips` keep theirs); the
-    usage problems of that choice (the files themselves are checked by _check_targets)."""
+    usage problems of that choice (the files themselves are checked by check_targets)."""
     from fadercli.media.formats import edited_name
 
     one_destination(output, out_dir, in_place, len(paths))
@@ -356,40 +351,6 @@ def _targets(
     return targets
 
 
-def one_destination(output, out_dir, in_place: bool, count: int) -> None:
-    """Where outputs go: one of -o, --out-dir and --in-place, and -o for one input (both engines)."""
-    if sum(map(bool, (output, out_dir, in_place))) > 1:
-        raise UsageError("give only one of -o, --out-dir and --in-place")
-    if output is not None and count > 1:
-        raise UsageError(f"-o names one output file, but {count} images were given: use --out-dir")
-
-
-def distinct(targets: Mapping, where: Callable = lambda target: target) -> None:
-    """No two inputs written to the same output (`where` says when two targets are the same)."""
-    claimed: dict = {}
-    for source, target in targets.items():
-        key = where(target)
-        if key in claimed:
-            raise UsageError(f"{claimed[key]} and {source} would both be written to {target}")
-        claimed[key] = source
-
-
-def _check_targets(targets: dict[Path, Path], out_dir: Path | None, in_place: bool, force: bool) -> None:
-    """Every output problem, found before any work is done (after the usage errors: exit 2 comes first)."""
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"--out-dir {out_dir} is a file")
-    inputs = {p.resolve() for p in targets}
-    for target in targets.values():
-        where = target.resolve()
-        if not in_place and where in inputs:
-            raise OutputError(f"{target} is an input: use --in-place to overwrite inputs")
-        if target.exists() and not (force or in_place):
-            raise OutputError(f"{target} exists (use --force to overwrite)")
-        if target.is_dir():
-            raise OutputError(f"{target} is a folder")
-        _check_writable(target.parent, target, create=out_dir is not None)
-
-
 def _suffix(path: Path, extension: str | None, clips: set[Path]) -> str:
     """An output's extension: --format's for photos; a clip's own where fader writes it, else .mp4."""
     if path not in clips:
@@ -397,14 +358,3 @@ def _suffix(path: Path, extension: str | None, clips: set[Path]) -> str:
     from fadercli.media.formats import is_writable_video
 
     return path.suffix if is_writable_video(path) else ".mp4"
-
-
-def _check_writable(folder: Path, target: Path, create: bool) -> None:
-    """The folder must be a writable folder; one to be created (`create`), its nearest existing parent."""
-    existing = folder
-    while create and not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputError(f"cannot write {target}: no such folder {folder}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {target}: {existing} is not writable")

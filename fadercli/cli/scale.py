@@ -4,22 +4,15 @@ same output names, checks, records and exit codes as the local engine."""
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 
 import typer
 
 from fadercli import say
-from fadercli.cli.edit import _canonical, _check_targets, distinct, one_destination
+from fadercli.cli.outputs import canonical, check_targets, distinct, one_destination
 from fadercli.cli.shared import Failures
-from fadercli.errors import FaderError, InputError, OutputError, UsageError, import_extra
-
-
-class _Failed(FaderError):
-    """An input that failed in a Ray actor: its message and exit code from there."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+from fadercli.errors import InputError, OutputError, UsageError, from_exit_code, import_extra
 
 
 def edit_on_ray(
@@ -40,7 +33,9 @@ def edit_on_ray(
 ) -> None:
     from fadercli.api import Fader
     from fadercli.batch import edit_on_ray as run
-    from fadercli.batch import exists, is_uri
+    from fadercli.batch import exists, is_uri, make_folder
+    from fadercli.faces import detector_model
+    from fadercli.progress import progress_bar
 
     import_extra("ray", "ray")  # before anything is loaded
     sources = _sources(inputs)
@@ -49,41 +44,45 @@ def edit_on_ray(
     fader = Fader.load(editor["models"], attributes=[*values, *shifts], device="cpu", precision=editor["precision"])
     fader.plan(values, shifts)  # names and values checked before any work, as the local engine does
     local = {Path(s): Path(t) for s, t in pairs if not is_uri(t)}
-    _check_targets(local, None if out_dir is None or is_uri(out_dir) else Path(out_dir), False, force)
+    check_targets(local, None if out_dir is None or is_uri(out_dir) else Path(out_dir), False, force)
     for _, target in pairs:
         if is_uri(target) and not force and exists(target):
             raise OutputError(f"{target} exists (use --force to overwrite)")
-    if out_dir is not None and not is_uri(out_dir):
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-    requested = {"set": _canonical(fader, values), "shift": _canonical(fader, shifts)}
+    if editor["align"]:
+        detector_model()  # fetched here, once: the actors on this machine find it in the cache
+    if out_dir is not None:
+        make_folder(out_dir)
+    requested = {"set": canonical(fader, values), "shift": canonical(fader, shifts)}
     models = [m.loaded.source for m in fader.models]
     failures, written = Failures(), 0
-    rows = run(
+    job = run(
         pairs,
         {**editor, "file_format": file_format},
         address=address,
         actors=actors,
         threads_per_actor=threads_per_actor,
         batch_size=batch_size,
-        progress=not quiet,
     )
-    for row in rows:
-        if row["error"]:
-            failures.report(_Failed(row["error"], row["exit_code"]))
-            continue
-        written += 1
-        if as_json:
-            record = {
-                "input": row["input"],
-                "output": row["output"],
-                "faces": json.loads(row["faces"]),
-                "values": requested,
-                "models": models,
-                "seconds": round(row["seconds"], 3),
-            }
-            typer.echo(json.dumps(record))
-        else:
-            typer.echo(row["output"])
+    with closing(job) as rows, progress_bar(len(pairs) > 1 and not quiet) as bar:  # a stop ends Ray at once
+        task = bar.add_task("editing", total=len(pairs))
+        for row in rows:
+            bar.advance(task)
+            if row["error"]:  # an actor's failure that is no one input's stops the job here, once
+                failures.report(from_exit_code(row["error"], row["exit_code"]))
+                continue
+            written += 1
+            if as_json:
+                record = {
+                    "input": row["input"],
+                    "output": row["output"],
+                    "faces": json.loads(row["faces"]),
+                    "values": requested,
+                    "models": models,
+                    "seconds": round(row["seconds"], 3),
+                }
+                typer.echo(json.dumps(record))
+            else:
+                typer.echo(row["output"])
     if len(pairs) > 1:
         say(f"{written} of {len(pairs)} image(s) edited")
     failures.exit()

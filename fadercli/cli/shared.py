@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from fadercli.choices import DEVICES, FACES, PRECISIONS
-from fadercli.errors import FaderError, UsageError
+from fadercli.errors import FaderError
 
 
 def choice(name: str, values: Sequence[str]) -> type[Enum]:
@@ -138,8 +138,9 @@ class Failures:
         self.errors: list[FaderError] = []
 
     def report(self, error: FaderError) -> None:
-        """Say it and remember it; a usage error concerns every input, so it stops the command."""
-        if isinstance(error, UsageError):
+        """Say it and remember it; a failure that is not one input's (a usage error, a model or download
+        that cannot be had) concerns every input, so it stops the command."""
+        if not error.one_input:
             raise error
         typer.echo(f"fader: error: {error}", err=True)
         self.errors.append(error)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fadercli import __version__
 from fadercli.files import atomic_path
-from fadercli.train.evaluate import RELIABLE_ACCURACY, margin
+from fadercli.train.evaluate import RELIABLE_ACCURACY, margin, percent, sharpness_text
 from fadercli.train.metrics import last_evaluation
 from fadercli.weights.format import load_model
 from fadercli.weights.registry import MODEL_FILE
@@ -77,7 +77,7 @@ def model_card(run: Path, repo_id: str | None = None, license: str = "other", pr
         low, high = loaded.slider_ranges[name]
         with_ = shares.get(name, {})
         lines.append(
-            f"| {name} | {low:g} to {high:g} | {_share(with_.get('train'))} / {_share(with_.get('validation'))} |"
+            f"| {name} | {low:g} to {high:g} | {percent(with_.get('train'))} / {percent(with_.get('validation'))} |"
         )
     lines += ["", *_evaluation(report, evaluation), *_training(info, loaded.training)]
     return "\n".join(lines) + "\n"
@@ -95,12 +95,14 @@ def _evaluation(report: dict, entry: dict | None) -> list[str]:
         return ["## Evaluation", "", "This run has not been evaluated (`fader eval RUN` does it).", ""]
     source = "`fader eval`" if (entry or {}).get("source") == "fader eval" else "the end of training"
     step = (entry or {}).get("step")
+    psnr = report.get("psnr")
     lines = [
         "## Evaluation",
         "",
         f"Measured at {source}{f', step {step:,}' if step else ''}, on"
         f" {report.get('n_faces', '?')} validation faces the model never trained on.",
-        f"Reconstruction PSNR: **{report['psnr']:.2f} dB** (decoded at the true labels).",
+        "Reconstruction PSNR: "
+        + ("not measured." if psnr is None else f"**{psnr:.2f} dB** (decoded at the true labels)."),
         "",
         "Swap accuracy: the share of validation faces that the run's evaluation classifier sees with the"
         " attribute changed after an edit changes it, counting only edits whose detail is that of real faces"
@@ -115,12 +117,14 @@ def _evaluation(report: dict, entry: dict | None) -> list[str]:
         flag = "" if accuracy >= RELIABLE_ACCURACY else " (NOT RELIABLE)"
         for direction, share in by.items():
             faces = report["swap_faces"][name][direction]
-            alone = report.get("swap_accuracy_classifier", {}).get(name, {}).get(direction)
-            sharp = report.get("sharpness", {}).get(name, {}).get(direction)
-            lines.append(
-                f"| {name} | {direction} | {share:.1%} ±{margin(share, faces):.1%} | {_share(alone)} | {faces} |"
-                f" {'' if sharp is None else f'{sharp:.2f}'} | {accuracy:.1%}{flag} |"
-            )
+            if not faces:
+                row = "not measured: no validation face to edit | | 0 | "
+            else:
+                alone = report.get("swap_accuracy_classifier", {}).get(name, {}).get(direction)
+                sharp = report.get("sharpness", {}).get(name, {}).get(direction)
+                have = report.get("n_faces", faces) - faces  # the faces with the value it edits to
+                row = f"{share:.1%} ±{margin(share, faces):.1%} | {percent(alone)} | {faces} | {sharpness_text(sharp, have)}"
+            lines.append(f"| {name} | {direction} | {row} | {accuracy:.1%}{flag} |")
     warnings = report.get("warnings") or []
     if warnings:
         lines += ["", "Warnings from the evaluation:", "", *(f"- {w}" for w in warnings)]
@@ -157,10 +161,6 @@ def _run_info(run: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
-
-
-def _share(value) -> str:
-    return "?" if value is None else f"{value:.1%}"
 
 
 def _words(names: list[str]) -> str:

@@ -168,7 +168,8 @@ def evaluate(
     swap_accuracy: {attribute: {direction: share}}: of the faces that have another value, the
         share that the classifier judges to show the target value after `fader edit` sets the
         attribute to it, everything else as `fader edit` does it (estimated values, composed edit),
-        and whose edit is as sharp as real faces with that value (edge_ratio);
+        and whose edit is as sharp as real faces with that value (edge_ratio); None where no face
+        has another value (every figure that has nothing to measure is None, null in JSON);
     swap_accuracy_classifier: the same by the classifier alone;
     swap_accuracy_decoded: the same for the bare decode from the true labels (the paper's measure);
     sharpness: {attribute: {direction: median edge_ratio of the edits}};
@@ -204,7 +205,7 @@ def evaluate(
 
     def share(column: int) -> dict:
         return {
-            name: {d: round(float(c[column] / c[0]), 4) if c[0] else math.nan for d, c in by.items()}
+            name: {d: round(float(c[column] / c[0]), 4) if c[0] else None for d, c in by.items()}
             for name, by in counts.items()
         }
 
@@ -213,7 +214,7 @@ def evaluate(
     def median(values: list[torch.Tensor]) -> float:
         values = torch.cat(values) if values else torch.zeros(0)
         values = values[values.isfinite()]
-        return round(float(values.median()), 3) if len(values) else math.nan
+        return round(float(values.median()), 3) if len(values) else None
 
     result = {
         "swap_accuracy": share(1),
@@ -222,7 +223,7 @@ def evaluate(
         "sharpness": {name: {d: median(v) for d, v in by.items()} for name, by in sharpness.items()},
         "swap_faces": {name: {d: int(c[0]) for d, c in by.items()} for name, by in counts.items()},
         "classifier_accuracy": dict(zip(names, (clf_correct / max(n, 1)).round(4).tolist())),
-        "psnr": round(float(all_psnr.mean()), 3) if n else math.nan,
+        "psnr": round(float(all_psnr.mean()), 3) if n else None,
         "n_faces": n,
     }
     result["warnings"] = warnings(result)
@@ -297,10 +298,8 @@ def edge_ratio(x: torch.Tensor, edited: torch.Tensor, real: torch.Tensor) -> tup
 
 
 def margin(share: float, n: int) -> float:
-    """Half the width of the 95% interval of a share measured on n faces (normal approximation,
+    """Half the width of the 95% interval of a share measured on n > 0 faces (normal approximation,
     with a floor of one face's worth, so a perfect score on few faces is not called exact)."""
-    if n == 0 or math.isnan(share):
-        return math.nan
     return 1.96 * math.sqrt(max(share * (1 - share), 1 / n) / n)
 
 
@@ -310,6 +309,8 @@ def warnings(result: dict) -> list[str]:
     for name, by in result.get("sharpness", {}).items():
         low, high = SHARPNESS_RANGE
         for direction, ratio in by.items():
+            if ratio is None:
+                continue
             if ratio < low:
                 lines.append(
                     f"{name} {direction}: edits look BLURRED: where they change the face, their edges are {ratio:.0%} as "
@@ -329,7 +330,7 @@ def warnings(result: dict) -> list[str]:
                 f"edit shows {name} (faint leftovers pass); more images, or more --clf-steps, make it stronger"
             )
         for direction, faces in result["swap_faces"][name].items():
-            if faces < FEW_FACES:
+            if 0 < faces < FEW_FACES:  # none at all: the summary says it was not measured
                 lines.append(
                     f"{name} {direction}: only {faces} validation faces (±{margin(result['swap_accuracy'][name][direction], faces):.0%}); "
                     "a larger --val-fraction measures it better"
@@ -337,11 +338,26 @@ def warnings(result: dict) -> list[str]:
     return lines
 
 
+def percent(share: float | None) -> str:
+    """A share as the summary and the card show it; "?" where a report lacks it."""
+    return "?" if share is None else f"{share:.1%}"
+
+
+def sharpness_text(ratio: float | None, have: int) -> str:
+    """A direction's median sharpness, or why it has none (`have`: the validation faces that have the
+    value it edits to, which its edits are measured against)."""
+    if ratio is not None:
+        return f"{ratio:.2f}"
+    return "none: no validation face has that value" if have == 0 else "not measured"
+
+
 def summary_lines(result: dict) -> list[str]:
     """The scores as `fader train` and `fader eval` print them: how they were measured, per
     attribute and direction with 95% margins, the classifier's own accuracy, then the warnings."""
+    n, psnr = result["n_faces"], result["psnr"]
     lines = [
-        f"reconstruction PSNR: {result['psnr']:.2f} dB (decoded at the true labels, {result['n_faces']} validation faces)",
+        f"reconstruction PSNR: {'not measured' if psnr is None else f'{psnr:.2f} dB'} (decoded at the true labels,"
+        f" {n} validation faces)",
         "swap accuracy: share of validation faces that the run's evaluation classifier sees with the attribute "
         f"changed after `fader edit` changes it, counting only edits whose detail is that of {1 - REAL_TAIL:.0%} of "
         "the real faces with that value (as sharp where the value draws something, no leftovers where it takes "
@@ -352,12 +368,15 @@ def summary_lines(result: dict) -> list[str]:
         parts = []
         for direction, share in by.items():
             faces = result["swap_faces"][name][direction]
+            if not faces:
+                parts.append(f"{direction} not measured (no validation face to edit: every one has that value)")
+                continue
             decoded = result["swap_accuracy_decoded"][name][direction]
-            alone = result.get("swap_accuracy_classifier", {}).get(name, {}).get(direction, math.nan)
-            sharp = result.get("sharpness", {}).get(name, {}).get(direction, math.nan)
+            alone = result.get("swap_accuracy_classifier", {}).get(name, {}).get(direction)
+            sharp = result.get("sharpness", {}).get(name, {}).get(direction)
             parts.append(
-                f"{direction} {share:.1%} ±{margin(share, faces):.1%} [classifier {alone:.1%}, decode "
-                f"{decoded:.1%}, sharpness {sharp:.2f}] of {faces}"
+                f"{direction} {share:.1%} ±{margin(share, faces):.1%} [classifier {percent(alone)}, decode "
+                f"{decoded:.1%}, sharpness {sharpness_text(sharp, n - faces)}] of {faces}"
             )
         accuracy = result["classifier_accuracy"][name]
         flag = "" if accuracy >= RELIABLE_ACCURACY else "  NOT RELIABLE"

@@ -7,12 +7,14 @@ repositories), HF_ENDPOINT (a mirror). The weights are then checked like any loc
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fadercli import say
 from fadercli.errors import DownloadError, ModelError, UsageError, import_extra, reason
 from fadercli.weights.registry import MODEL_FILE, RUN_CLASSIFIER
 
@@ -43,25 +45,44 @@ def fetch_hub_model(spec: str) -> tuple[Path, str]:
     from huggingface_hub.errors import EntryNotFoundError
 
     with hub_errors(spec):
-        path = Path(hf_hub_download(model.repo_id, MODEL_FILE, revision=model.revision))
+        cached = not _answers(model, spec)
+        path = Path(hf_hub_download(model.repo_id, MODEL_FILE, revision=model.revision, local_files_only=cached))
         commit = path.parent.name
         for name in OPTIONAL_FILES:  # from the same commit, so that they match the weights
             try:
-                hf_hub_download(model.repo_id, name, revision=commit)
+                hf_hub_download(model.repo_id, name, revision=commit, local_files_only=cached)
             except EntryNotFoundError:  # not in the repository (or, offline, not cached)
                 pass
     return path, commit
 
 
+def _answers(model: HubModel, spec: str) -> bool:
+    """Whether the Hub answers a first question about the model file (not asked with HF_HUB_OFFLINE=1).
+    Where nothing answers (no network, a closed port, a timeout), the files come from the Hub's cache
+    alone: huggingface_hub would ask five times more with back-off, half a minute, before looking
+    there. Any answer, even an error, leaves the download to huggingface_hub as usual."""
+    from httpx2 import TransportError  # huggingface_hub 2's HTTP client: a request that got no answer
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.is_offline_mode():
+        return False
+    try:
+        get_hf_file_metadata(hf_hub_url(model.repo_id, MODEL_FILE, revision=model.revision))
+    except TransportError as e:
+        say(f"{spec}: the Hub does not answer ({reason(e)}); looking in its cache", logging.DEBUG)
+        return False
+    except HfHubHTTPError:  # no such repository, gated, a server error...: hf_hub_download says which
+        pass
+    return True
+
+
 @contextmanager
 def hub_errors(spec: str, uploading: bool = False) -> Iterator[None]:
     """huggingface_hub's failures as one-line fader errors (most specific first)."""
+    from httpx2 import HTTPError as transport  # huggingface_hub 2's HTTP client, whose errors are not OSErrors
     from huggingface_hub import errors
 
-    try:  # huggingface_hub 2 talks HTTP through httpx2, whose errors are not OSErrors
-        from httpx2 import HTTPError as transport
-    except ImportError:
-        transport = OSError
     repo = spec.removeprefix(PREFIX).split("@")[0]
     try:
         yield
