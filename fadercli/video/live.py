@@ -129,11 +129,11 @@ class LiveEditor:
         waiting = []
         for track in tracks.values():
             follow = self.follows.setdefault(track.id, _Follow())
-            for frame in list(follow.estimates):
-                if frame not in track.samples:  # thinned out by the tracker: it no longer counts
-                    del follow.estimates[frame]
-            fresh = sorted(track.samples.keys() - follow.estimates.keys(), reverse=True)
-            waiting += [(bool(follow.estimates), -frame, track, frame) for frame in fresh]
+            # Crops the tracker has thinned out no longer count, unless the face would be left with none.
+            kept = {f: e for f, e in follow.estimates.items() if f in track.samples}
+            follow.estimates = kept or follow.estimates
+            fresh = sorted(track.samples.keys() - follow.estimates.keys())
+            waiting += [(bool(follow.estimates), frame, track, frame) for frame in fresh]
         waiting.sort(key=lambda w: w[:2])
         chosen = waiting[:ESTIMATES_PER_FRAME]
         if not chosen:
