@@ -12,6 +12,8 @@
     fader.sweep("photo.jpg", "Smiling", steps=10).save("smiling.gif")
     analysis = fader.analyse("photo.jpg")                    # once; then any number of renders
     analysis.render(faces={0: {"Smiling": 0.8}}, max_size=800)   # (engine/analysis.py)
+    live = fader.live()                                      # a camera's frames, one at a time
+    live.edit(rgb_frame, {"Smiling": 1.5}).image             # (video/live.py)
 
 A photo's way: read it (media.images, through the gate) -> find and choose its faces (faces) ->
 an Analysis (engine.analysis): aligned crops, each model's encoding, estimated values and
