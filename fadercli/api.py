@@ -12,6 +12,8 @@
     fader.sweep("photo.jpg", "Smiling", steps=10).save("smiling.gif")
     analysis = fader.analyse("photo.jpg")                    # once; then any number of renders
     analysis.render(faces={0: {"Smiling": 0.8}}, max_size=800)   # (engine/analysis.py)
+    live = fader.live()                                      # a camera's frames, one at a time
+    live.edit(rgb_frame, {"Smiling": 1.5}).image             # (video/live.py)
 
 A photo's way: read it (media.images, through the gate) -> find and choose its faces (faces) ->
 an Analysis (engine.analysis): aligned crops, each model's encoding, estimated values and
@@ -50,6 +52,7 @@ from fadercli.media.images import Photo, from_array, from_pil, read_image
 from fadercli.media.writing import to_pil
 from fadercli.net.model import AutoEncoder
 from fadercli.net.tensors import from_crops
+from fadercli.video.live import LiveEditor
 from fadercli.weights.format import LoadedModel
 
 ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
@@ -323,6 +326,18 @@ class Fader:
             allow_no_face=allow_no_face,
             progress=progress,
         )
+
+    def live(self, *, fps: float = 15.0) -> LiveEditor:
+        """An editor for a live stream of frames, a camera's (video.live.LiveEditor): its `edit(frame,
+        values, shift)` gives each H x W x 3 uint8 RGB frame back at once, its faces followed from
+        frame to frame, framed and valued without flicker, as a clip's are. One per stream; `fps` is
+        the stream's usual rate. Needs no PyAV.
+
+            live = fader.live()
+            for frame in camera_frames:                        # RGB arrays, e.g. from cv2.VideoCapture
+                show(live.edit(frame, {"Smiling": 1.5}).image)
+        """
+        return LiveEditor(self.chain, threshold=self.threshold, fps=fps, max_faces=self.limits.max_faces)
 
     def inspect_video(
         self,

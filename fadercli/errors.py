@@ -111,7 +111,7 @@ class MissingExtraError(UsageError, ImportError):
 
 # The optional parts: what each needs (import names), and what it is for, as the message says it.
 EXTRAS = {
-    "serve": (("fastapi", "uvicorn", "multipart"), "fader serve"),
+    "serve": (("fastapi", "uvicorn", "multipart", "websockets"), "fader serve"),
     "video": (("av",), "video (clips, and sweeps saved as .mp4 or .webm)"),
     "hub": (("huggingface_hub",), "the Hugging Face Hub (hf:// models, fader push)"),
     "tensorboard": (("tensorboard",), "--log tensorboard"),

@@ -27,6 +27,17 @@ def paste_weights(alignment, photo):
     return full
 
 
+def box_masks(box, shape, reach: float = 1.2):
+    """For a face box (x, y, w, h) in a picture of `shape`: the box's pixels, and those further than
+    `reach` face sizes from its centre (far from anything an edit of the face may touch)."""
+    import numpy as np
+
+    x, y, w, h = box
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    inside = (xx >= x) & (xx < x + w) & (yy >= y) & (yy < y + h)
+    return inside, np.maximum(np.abs(xx - (x + w / 2)), np.abs(yy - (y + h / 2))) > reach * max(w, h)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _local_face_detector():
     """Tests use the repository's copy of YuNet, never a download (subprocesses inherit it too)."""

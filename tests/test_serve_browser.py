@@ -1,6 +1,7 @@
 """The page in a real browser: Debian's chromium, driven by Playwright, against `fader serve` run as a
 process. Never `playwright install`: the browser is the system's (.ci/run installs it)."""
 
+import base64
 import io
 import json
 import os
@@ -8,11 +9,12 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, box_masks
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,16 +34,15 @@ SCREENSHOT = ROOT / "screenshots" / "serve.png"  # ignored by git: for a person 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 
 
-@pytest.fixture
-def served(toy_runs, tmp_path):
-    """`fader serve` on a free port: yields its URL; Ctrl-C (SIGINT) at the end must stop it cleanly."""
-    env = dict(os.environ, FADER_HOME=str(tmp_path / "home"))
+@contextmanager
+def fader_serve(model: Path, home: Path, **env: str):
+    """`fader serve` on a free port: yields the link it prints; Ctrl-C (SIGINT) at the end must stop it cleanly."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fadercli", "serve", "--model", str(toy_runs["smiling"]), "--port", "0"],
+        [sys.executable, "-m", "fadercli", "serve", "--model", str(model), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=dict(os.environ, FADER_HOME=str(home), **env),
     )
     try:
         url = process.stdout.readline().strip()
@@ -57,6 +58,12 @@ def served(toy_runs, tmp_path):
         stderr = process.stderr.read()
     assert code == 0, stderr
     assert "Traceback" not in stderr and "fader: stopped" in stderr
+
+
+@pytest.fixture
+def served(toy_runs, tmp_path):
+    with fader_serve(toy_runs["smiling"], tmp_path / "home") as url:
+        yield url
 
 
 def _post(url: str, body: dict) -> bytes:
@@ -171,3 +178,115 @@ def test_sliding_in_a_browser(served):
             assert not errors, errors
         finally:
             browser.close()
+
+
+# ---------------------------------------------------------------- the camera
+
+CAMERA_TOKEN = "camera-test-token"
+OPENS = """async (url) => await new Promise((done) => {
+    const socket = new WebSocket(url);
+    socket.onopen = () => { done("open"); socket.close(); };
+    socket.onclose = (e) => done(`closed ${e.code}`);
+})"""
+
+
+def _y4m(path: Path, pictures) -> Path:
+    """A raw YUV 4:2:0 clip, as Chromium's fake camera reads it: the frames converted by PyAV."""
+    av = pytest.importorskip("av")
+    pictures = list(pictures)
+    height, width = pictures[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in pictures:
+            planes = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+            f.write(b"FRAME\n" + planes.tobytes())
+    return path
+
+
+def _canvas(page) -> np.ndarray:
+    url = page.evaluate("document.getElementById('live-canvas').toDataURL('image/png')")
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as im:
+        return np.asarray(im.convert("RGB")).astype(int)
+
+
+def test_the_camera_in_a_browser(toy_runs, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    websockets = pytest.importorskip("websockets.sync.client")
+    from clips import frames
+
+    pictures = list(frames(15, (640, 480)))  # a still portrait: one second, looped by the fake camera
+    clip = _y4m(tmp_path / "camera.y4m", pictures)
+    with fader_serve(toy_runs["smiling"], tmp_path / "home", FADER_TOKEN=CAMERA_TOKEN) as link:
+        assert link.endswith(f"?token={CAMERA_TOKEN}")
+        base = link.split("?", 1)[0]
+        socket_url = base.replace("http://", "ws://") + "api/camera"
+        args = [*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+            try:
+                context = browser.new_context(viewport={"width": 1280, "height": 820}, accept_downloads=True)
+                context.grant_permissions(["camera"])
+                page = context.new_page()
+                page.set_default_timeout(30000)
+                errors = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(link)  # the token's link: the cookie
+                page.wait_for_function("() => document.getElementById('status').textContent.startsWith('fader')")
+                page.click("#camera-start")
+                page.wait_for_function("() => camera.drawnCount >= 5")
+                before, [face] = _canvas(page), page.evaluate("camera.faces")
+                assert before.shape == (240, 320, 3)  # scaled down in the browser to what the 64 px model needs
+                assert face["values"] is None
+
+                # A slider moved: the frames after it come back with the face edited, and only the face.
+                slider = page.get_by_role("slider", name="Smiling")
+                slider.focus()
+                page.keyboard.press("End")
+                moved = page.evaluate("camera.seq")
+                page.wait_for_function(f"() => camera.drawn > {moved} + 2")
+                after, [face] = _canvas(page), page.evaluate("camera.faces")
+                assert face["values"]["Smiling"] == float(slider.input_value())
+                inside, far = box_masks(face["box"], after.shape, 1.5)
+                change = np.abs(after - before).max(axis=2)
+                assert change[inside].mean() > 2 and change[far].max() <= 2, (change[inside].mean(), change[far].max())
+
+                # Fresh frames: none shown was taken more than 0.5 s before; the page says how it goes.
+                page.wait_for_function("() => camera.drawnCount >= 20")
+                assert page.evaluate("camera.maxAge") < 500
+                stats = page.locator("#live-stats").inner_text()
+                assert "frames/s" in stats and stats.endswith("ms round trip"), stats
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT.with_name("camera.png")))
+
+                # The snapshot: the camera's own frame at its full size, edited.
+                with page.expect_download() as download:
+                    page.click("#snapshot")
+                assert download.value.suggested_filename.endswith("_fader.png")
+                with Image.open(download.value.path()) as im:
+                    snap = np.asarray(im.convert("RGB")).astype(int)
+                assert snap.shape == (480, 640, 3)
+                inside, far = box_masks([2 * v for v in face["box"]], snap.shape, 1.5)
+                change = np.abs(snap - pictures[0]).max(axis=2)
+                assert change[inside].mean() > 2 * change[far].mean() + 2
+
+                # The socket: the page's own origin with the cookie opens it; another site (here another
+                # port of this machine, whose requests carry the cookie) or no token does not.
+                assert page.evaluate(OPENS, socket_url) == "open"
+                page.route(
+                    "http://127.0.0.1:2/",
+                    lambda route: route.fulfill(body="<p>another site</p>", content_type="text/html"),
+                )
+                page.goto("http://127.0.0.1:2/")
+                assert page.evaluate(OPENS, socket_url) == "closed 1006"
+                stranger = browser.new_page()
+                stranger.goto(base)
+                assert stranger.evaluate(OPENS, socket_url) == "closed 1006"
+                assert not errors, errors
+            finally:
+                browser.close()
+        # What the browser does not show: the refusals are the API's answers.
+        other_site = {"Origin": "http://127.0.0.1:2", "Authorization": f"Bearer {CAMERA_TOKEN}"}
+        for headers, status in ((other_site, 403), ({}, 401)):
+            with pytest.raises(websockets.InvalidStatus) as refusal:
+                websockets.connect(socket_url, additional_headers=headers, open_timeout=10)
+            assert refusal.value.response.status_code == status

@@ -41,6 +41,9 @@ def serve(
     queue: Annotated[
         int, typer.Option("--queue", help="Model jobs that may wait for a worker; more get 503 Busy.")
     ] = 8,
+    cameras: Annotated[
+        int, typer.Option("--cameras", help="Clients whose camera may stream to the page at once (0: no camera).")
+    ] = 4,
     cache_photos: Annotated[
         int, typer.Option("--cache-photos", help="Photos kept analysed (least recently used go first).")
     ] = 32,
@@ -78,6 +81,7 @@ def serve(
             max_megapixels=max_megapixels,
             max_faces=max_faces,
             queue=queue,
+            cameras=cameras,
             cache_photos=cache_photos,
             cache_mb=cache_mb,
             cors=cors,

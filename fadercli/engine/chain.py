@@ -5,7 +5,8 @@ A `Chain` checks what an edit asks for (`plan`: one Step per model, names and va
 runs the steps on a batch of crops (`run`), resizing crops to each model's size and carrying a
 smaller model's change back to the crops' size. How a step is done is a `Stage`: by default each
 model analyses its crops and renders them (editor.Editor); a photo's Analysis passes one that
-reuses what it analysed before, and video one that uses each face track's known values.
+reuses what it analysed before, and video (clips and a camera's live frames) one that uses each face
+track's known values (`at_own_values`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fadercli.attributes import AttributeSet, did_you_mean, nothing_to_edit
 from fadercli.devices import Precision, pick_precision
 from fadercli.errors import DownloadError, ModelError, UsageError
 from fadercli.limits import MAX_VALUE
-from fadercli.net.editor import Editor
+from fadercli.net.editor import Editor, compose
 from fadercli.net.model import AutoEncoder
 from fadercli.net.tensors import resize
 from fadercli.weights.format import LoadedModel, default_slider_ranges, require_kind
@@ -177,6 +178,23 @@ class Chain:
         return current, estimated, given
 
     @torch.inference_mode()
+    def own_values(self, x: torch.Tensor, plan: list[Step]) -> list[dict[str, float]]:
+        """Each crop's own values as an edit by `plan` estimates them (each model seeing the crop as
+        the models before it left it), without the last model's two decodes, which no estimate
+        needs: what a video track's crops are measured by."""
+
+        def stage(i: int, step: Step, xin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            if i < len(plan) - 1:
+                return step.model.editor.edit(xin, step.absolute, step.shift)
+            estimate = step.model.editor.estimate(xin)
+            return xin, estimate, estimate
+
+        estimated = []
+        for start in range(0, len(x), self.batch_size):  # batches as photos are edited in
+            estimated += self.run(x[start : start + self.batch_size], plan, stage)[1]
+        return estimated
+
+    @torch.inference_mode()
     def estimates(self, x: torch.Tensor, quiet: bool = True) -> tuple[list[dict[str, float]], list[dict | None]]:
         """Each crop's own values as each model estimates them (each seeing the crop at its own size),
         and where a classifier is at hand (the model's training run's, or the authors' for theirs) its
@@ -208,6 +226,31 @@ class Chain:
                 loaded = None
             self._classifiers[spec] = loaded
         return self._classifiers[spec]
+
+
+def planned_values(plan: list[Step], own: dict[str, float]) -> dict[str, float]:
+    """The values a face whose own values are `own` is edited to: its own, with the plan's set and shifted."""
+    out = {}
+    for step in plan:
+        for name in step.model.attributes.names:
+            out[name] = step.absolute.get(name, own[name] + step.shift.get(name, 0.0))
+    return out
+
+
+def at_own_values(own: list[dict[str, float]]):
+    """A Chain stage that edits each face at its own known values (a video track's) instead of values
+    estimated from this one crop; the reconstruction and the edit decoded in one batch."""
+
+    def stage(i: int, step: Step, xin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        editor = step.model.editor
+        estimate = torch.tensor([[e[n] for n in step.model.attributes.names] for e in own], device=xin.device)
+        target = editor.values_for(estimate, step.absolute, step.shift)
+        features = editor.encode(xin)
+        both = editor.decode([torch.cat([f, f]) for f in features], torch.cat([estimate, target]))
+        recon, decoded = both[: len(xin)], both[len(xin) :]
+        return compose(xin, recon, decoded), estimate, target
+
+    return stage
 
 
 def _probabilities(classifier: LoadedModel, x: torch.Tensor) -> list[dict[str, float | list[float]]]:

@@ -7,6 +7,7 @@
     cache.py    the photos uploaded, each analysed once (engine.analysis), in an LRU bounded by count and bytes
     renders.py  one render of a photo at a time, identical requests shared, superseded ones dropped
     errors.py   failures as JSON {"error": one line, "code": ...} with their HTTP status
+    camera.py   the camera's WebSocket: frames in, edited frames out, the newest first (video/live.py)
     app.py      the ASGI app (FastAPI): the routes
     page.py     the page and its Content-Security-Policy; a run's curves as a PNG
     server.py   the token's source, binding, the URL, uvicorn and its limits, torch threads, Ctrl-C

@@ -9,7 +9,8 @@ What the server trusts (README, "Security"): requests that change anything (ever
 HEAD and OPTIONS) must come from its own page, a client that is not a browser, or the --cors
 origin: a browser's Origin / Sec-Fetch-Site headers from any other site are refused (403), so a
 page the user visits elsewhere cannot upload, load models or fill memory. With a token, every API
-call needs it too (compared as bytes). Uploads are bounded in bytes, pixels and faces.
+call needs it too (compared as bytes). Uploads are bounded in bytes, pixels and faces. The
+camera's WebSocket (`/api/camera`, camera.py) passes the same checks at its handshake.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fadercli import __version__
 from fadercli.errors import FaderError, InputError, UsageError
 from fadercli.serve.cache import PhotoCache, PhotoEntry
+from fadercli.serve.camera import add_camera
 from fadercli.serve.errors import HTTPFailure, failure, from_error
 from fadercli.serve.guard import Guard, same_token
 from fadercli.serve.models import ModelPool
@@ -119,6 +121,7 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
     _photos(app, pool, cache, queue, in_pool)
     _sweeps(app, pool, cache, in_pool)
     _edit(app, pool, in_pool)
+    add_camera(app, pool, settings, work)
     app.add_middleware(Guard, settings=settings)
     if settings.cors:
         from fastapi.middleware.cors import CORSMiddleware

@@ -1,6 +1,7 @@
 """The server's gate (ASGI middleware), before any route runs: the Host header (against DNS
 rebinding), requests from other sites, the token (compared as bytes, in constant time), and the
-body size limit (checked on the declared length and while reading)."""
+body size limit (checked on the declared length and while reading). WebSockets (the camera) pass
+the same checks at their handshake, which is refused with the same JSON answers."""
 
 from __future__ import annotations
 
@@ -30,31 +31,43 @@ class Guard:
         self.settings = settings
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        socket = scope["type"] == "websocket"
+
+        async def answer(response: JSONResponse) -> None:
+            await refuse(response, scope, receive, send)
+
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         allowed = self.settings.allowed_hosts
         if allowed is not None:
             host = headers.get("host", "")
             host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             if host.lower() not in allowed:
-                return await failure(
-                    f"this server answers only to {', '.join(allowed)}, not {host!r}", "bad_host", 400
-                )(scope, receive, send)
-        if scope["method"] not in SAFE_METHODS and not self._same_site(scope, headers):
-            return await failure(
-                "refused a request from another site: only fader's own page (or the --cors origin) may change anything",
-                "cross_site",
-                403,
-            )(scope, receive, send)
+                return await answer(
+                    failure(f"this server answers only to {', '.join(allowed)}, not {host!r}", "bad_host", 400)
+                )
+        # A WebSocket's handshake is a GET, yet it opens a channel both ways: checked as a change is.
+        if (socket or scope["method"] not in SAFE_METHODS) and not self._same_site(scope, headers):
+            return await answer(
+                failure(
+                    "refused a request from another site: only fader's own page (or the --cors origin) may change anything",
+                    "cross_site",
+                    403,
+                )
+            )
         path = scope["path"]
         if self.settings.token is not None and path != "/" and not self._authorised(headers):
-            return await failure(
-                "a token is needed: open the link fader serve printed (…/?token=…), or send Authorization: Bearer TOKEN",
-                "unauthorized",
-                401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )(scope, receive, send)
+            return await answer(
+                failure(
+                    "a token is needed: open the link fader serve printed (…/?token=…), or send Authorization: Bearer TOKEN",
+                    "unauthorized",
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            )
+        if socket:  # its messages are bounded by uvicorn (ws_max_size) and by the camera
+            return await self.app(scope, receive, send)
         limit = self.settings.max_upload_bytes + MULTIPART_SLACK
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
@@ -79,10 +92,8 @@ class Guard:
         origin = headers.get("origin")
         if origin is not None and origin == self.settings.cors:
             return True
-        if (
-            origin is not None
-            and origin.lower() != f"{scope.get('scheme', 'http')}://{headers.get('host', '')}".lower()
-        ):
+        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+        if origin is not None and origin.lower() != f"{scheme}://{headers.get('host', '')}".lower():
             return False  # another site, another port, or "null" (a sandboxed frame, a file)
         return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
 
@@ -96,6 +107,14 @@ class Guard:
             if name == self.settings.cookie and same_token(value.encode("latin-1"), token):
                 return True
         return False
+
+
+async def refuse(response: JSONResponse, scope, receive, send) -> None:
+    """Answer a request with `response`; a WebSocket's handshake too where the server can (uvicorn
+    can: the client gets the status and the JSON), else it is closed (policy violation)."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+        return await send({"type": "websocket.close", "code": 1008, "reason": ""})
+    await response(scope, receive, send)
 
 
 class _TooLarge(FaderError):

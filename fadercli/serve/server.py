@@ -45,6 +45,7 @@ class Options:
     max_megapixels: float | None = None  # default: limits.SERVE's
     max_faces: int | None = None
     queue: int = 8
+    cameras: int = 4
     cors: str | None = None
     workers: int | None = None
     threads: int | None = None
@@ -78,8 +79,8 @@ def check(options: Options) -> str | None:
     for name, value, top in (("--max-upload-mb", options.max_upload_mb, 4096), ("--cache-mb", options.cache_mb, 2**20)):
         if not (math.isfinite(value) and 0 < value <= top):  # NaN fails every comparison
             raise UsageError(f"{name} must be a number above 0 and at most {top}, got {value}")
-    if options.cache_photos < 1 or options.queue < 0:
-        raise UsageError("--cache-photos must be at least 1, --queue at least 0")
+    if options.cache_photos < 1 or options.queue < 0 or options.cameras < 0:
+        raise UsageError("--cache-photos must be at least 1, --queue and --cameras at least 0")
     if options.workers is not None and options.workers < 1 or options.threads is not None and options.threads < 1:
         raise UsageError("--workers and --threads must be at least 1")
     check_cors(options.cors)
@@ -177,6 +178,7 @@ def run(options: Options) -> None:
 
     from fadercli.devices import describe, pick_device, pick_precision
     from fadercli.serve.app import LOOPBACK_NAMES, Settings, create_app
+    from fadercli.serve.camera import MAX_FRAME_BYTES
     from fadercli.serve.models import ModelPool
 
     device = pick_device(options.device)
@@ -196,6 +198,7 @@ def run(options: Options) -> None:
         allowed_hosts=hosts,
         workers=workers,
         queue=options.queue,
+        cameras=options.cameras,
         limits=limits,
         cookie=f"fader_token_{port}",
         device=describe(device).replace(f"({torch.get_num_threads()} threads)", f"({workers} x {threads} threads)"),
@@ -229,6 +232,8 @@ def run(options: Options) -> None:
         timeout_graceful_shutdown=3,
         limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        ws_max_size=MAX_FRAME_BYTES,  # the camera's frames: a bigger message closes the socket
+        ws_per_message_deflate=False,  # JPEGs do not compress: deflating them costs time for nothing
     )
 
     class Server(uvicorn.Server):

@@ -26,6 +26,7 @@ class Settings:
     allowed_hosts: tuple[str, ...] | None = None  # Host headers accepted (None: any); against DNS rebinding
     workers: int = 1  # threads running model work
     queue: int = 8  # model jobs that may wait for a thread; more are answered 503
+    cameras: int = 4  # camera streams at once (serve/camera.py); more are refused 503
     limits: Limits = SERVE  # pixels and faces per photo
     cookie: str = "fader_token"  # the token's cookie; the server names it after its port
     device: str = "cpu"  # how /api/health describes the device

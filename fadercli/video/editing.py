@@ -16,17 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fadercli import faces as facelib
-from fadercli.engine.chain import Chain, Step
+from fadercli.engine.chain import Chain, Step, at_own_values, planned_values
 from fadercli.engine.results import FaceResult, Progress, VideoResult
 from fadercli.errors import OutputError, UsageError, import_extra
 from fadercli.files import atomic_path
 from fadercli.limits import Limits
 from fadercli.media import clips, encoder
 from fadercli.media.images import from_array
-from fadercli.net.editor import compose
 from fadercli.net.tensors import from_crops, to_unit
 from fadercli.video import stages, tracking
 from fadercli.video.scan import _track_result, choose_tracks, scan
@@ -81,7 +79,7 @@ def edit_clip(
     notes = found.notes + notes
     results = [_track_result(i, tr, found.measured[tr.id]) for i, tr in chosen]
     for result in results:
-        result.values = _targets(plan, result.estimated)
+        result.values = planned_values(plan, result.estimated)
     if align:
         paths = [tracking.trajectory(tr, float(info.rate)) for _, tr in chosen]
     else:
@@ -119,20 +117,9 @@ def edit_clip(
 
 
 def _estimates(chain: Chain, plan: list[Step], crops: list[np.ndarray]) -> list[FaceResult]:
-    """Each crop's own values as a photo's are estimated for an edit (each model seeing the crop as
-    the models before it left it), without the last model's two decodes, which no estimate needs."""
+    """Each crop's own values as a photo's are estimated for an edit (Chain.own_values)."""
     x = from_crops([crop.astype(np.float32) / 255 for crop in crops]).to(chain.device)
-
-    def stage(i: int, step: Step, xin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if i < len(plan) - 1:
-            return step.model.editor.edit(xin, step.absolute, step.shift)
-        estimate = step.model.editor.estimate(xin)
-        return xin, estimate, estimate
-
-    estimated = []
-    for start in range(0, len(x), chain.batch_size):  # batches as photos are edited in
-        estimated += chain.run(x[start : start + chain.batch_size], plan, stage)[1]
-    return [FaceResult(0, None, e) for e in estimated]
+    return [FaceResult(0, None, e) for e in chain.own_values(x, plan)]
 
 
 def _copied(info: clips.ClipInfo, muxer: str, dst: Path) -> tuple[list[int], list[str]]:
@@ -150,15 +137,6 @@ def _copied(info: clips.ClipInfo, muxer: str, dst: Path) -> tuple[list[int], lis
         else:
             notes.append(f"{dst.suffix} cannot hold the {codec} subtitles of {info.path}: left out (.mkv keeps them)")
     return copied, notes
-
-
-def _targets(plan: list[Step], estimated: dict[str, float]) -> dict[str, float]:
-    """The values a track is edited to: its own, with the plan's set and shifted."""
-    out = {}
-    for step in plan:
-        for name in step.model.attributes.names:
-            out[name] = step.absolute.get(name, estimated[name] + step.shift.get(name, 0.0))
-    return out
 
 
 @dataclass
@@ -364,19 +342,3 @@ def _coded_box(box: tuple[int, int, int, int], rotation: int, width: int, height
         180: (width - x1, height - y1, width - x0, height - y0),
         270: (y0, width - x1, y1, width - x0),
     }[rotation]
-
-
-def at_own_values(own: list[dict[str, float]]):
-    """A Chain stage that edits each face at its own known values (its track's) instead of values
-    estimated from this one crop; the reconstruction and the edit decoded in one batch."""
-
-    def stage(i: int, step: Step, xin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        editor = step.model.editor
-        estimate = torch.tensor([[e[n] for n in step.model.attributes.names] for e in own], device=xin.device)
-        target = editor.values_for(estimate, step.absolute, step.shift)
-        features = editor.encode(xin)
-        both = editor.decode([torch.cat([f, f]) for f in features], torch.cat([estimate, target]))
-        recon, decoded = both[: len(xin)], both[len(xin) :]
-        return compose(xin, recon, decoded), estimate, target
-
-    return stage

@@ -16,6 +16,10 @@ and backwards and the two averaged, so that a still face keeps a still crop and 
 followed without the lag a one-way filter has. Each frame gets a weight for the edit: it fades in
 and out over FADE_SECONDS where a face appears or is lost, instead of popping, but not at a scene
 cut or at the clip's ends, where the face appears or goes with the picture.
+
+A camera's frames (video/live.py) are followed by the same Tracker in `stream` mode (nothing
+followed back: those frames are shown already) and smoothed forwards only (`OneEuro`, one frame
+at a time), since what comes next is not known yet.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ SAME_FACE = 0.3  # box overlap (intersection over union) that matches a detectio
 DUPLICATE = 0.5  # two tracks overlapping this much follow the same face: the younger one ends
 REFRAME = 0.1  # a look finding the face this far (x the eye distance) from the first look so framed reframes the next
 SAMPLES = 8  # crops kept per track: between SAMPLES and 2 x SAMPLES, spread over its frames
+LIVE_HISTORY = 64  # looks a live track keeps (its median size and sureness are over these)
 # One Euro filter, in face sizes (the box's longer side) and seconds. A still face's landmark
 # jitter is cut below MIN_CUTOFF Hz; a face moving at v face sizes per second, below
 # MIN_CUTOFF + BETA * v Hz.
@@ -131,17 +136,31 @@ def _alpha(dt: float, cutoff: float | np.ndarray) -> float | np.ndarray:
     return 1 / (1 + 1 / (2 * math.pi * cutoff * dt))
 
 
+class OneEuro:
+    """The One Euro filter (Casiez et al., CHI 2012), one sample at a time: a low-pass filter whose
+    cutoff rises with the signal's speed. `scale` is the signal's unit for that speed (a face's
+    size), so that its cutoffs are those of a signal measured in face sizes."""
+
+    def __init__(self) -> None:
+        self.value: np.ndarray | None = None
+        self.speed: np.ndarray | float = 0.0
+        self.time = 0.0
+
+    def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        if self.value is None:
+            self.value, self.speed, self.time = np.array(x, dtype=np.float64), np.zeros(np.shape(x)), t
+            return self.value
+        dt = max(t - self.time, 1e-6)
+        self.speed = self.speed + _alpha(dt, D_CUTOFF) * ((x - self.value) / dt - self.speed)
+        self.value = self.value + _alpha(dt, MIN_CUTOFF + BETA * np.abs(self.speed) / scale) * (x - self.value)
+        self.time = t
+        return self.value
+
+
 def one_euro(x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """The One Euro filter (Casiez et al., CHI 2012) along axis 0 of x (n, d), sampled at times t
-    (seconds): a low-pass filter whose cutoff rises with the signal's speed."""
-    out = np.empty_like(x, dtype=np.float64)
-    out[0] = x[0]
-    speed = np.zeros(x.shape[1:])
-    for i in range(1, len(x)):
-        dt = max(t[i] - t[i - 1], 1e-6)
-        speed = speed + _alpha(dt, D_CUTOFF) * ((x[i] - out[i - 1]) / dt - speed)
-        out[i] = out[i - 1] + _alpha(dt, MIN_CUTOFF + BETA * np.abs(speed)) * (x[i] - out[i - 1])
-    return out
+    """The One Euro filter along axis 0 of x (n, d), sampled at times t (seconds)."""
+    step = OneEuro()
+    return np.stack([step(x[i], t[i]) for i in range(len(x))])
 
 
 def _row(face: facelib.Face) -> np.ndarray:
@@ -185,12 +204,23 @@ class SceneCuts:
 class Tracker:
     """Follows faces frame by frame (call `step` for every frame, then `finish`)."""
 
-    def __init__(self, *, fps: float, threshold: float, crop_size: int, on_end: Callable[[Track], None] | None = None):
-        """`on_end` is handed each track worth keeping as it ends (its crops can then be let go)."""
+    def __init__(
+        self,
+        *,
+        fps: float,
+        threshold: float,
+        crop_size: int,
+        on_end: Callable[[Track], None] | None = None,
+        stream: bool = False,
+    ):
+        """`on_end` is handed each track worth keeping as it ends (its crops can then be let go).
+        `stream`: frames are shown as they come (a camera), so nothing is followed back, an ended
+        track is only handed to `on_end`, and a track keeps only its last LIVE_HISTORY looks."""
         self.threshold = threshold
         self.fps = fps
         self.crop_size = crop_size
         self.on_end = on_end
+        self.stream = stream
         self.max_misses = max(1, round(MAX_GAP_SECONDS * fps))
         self.cuts = SceneCuts()
         self.live: list[Track] = []
@@ -203,7 +233,8 @@ class Tracker:
     def step(self, t: int, rgb: np.ndarray) -> None:
         """One frame (H x W x 3 uint8 RGB, as displayed), t counting from 0."""
         if self.recent is None:  # as many as DETECT_EVERY frames, in at most RECENT_BYTES
-            self.recent = deque(maxlen=int(max(1, min(DETECT_EVERY, RECENT_BYTES // rgb.nbytes))))
+            kept = 0 if self.stream else max(1, min(DETECT_EVERY, RECENT_BYTES // rgb.nbytes))
+            self.recent = deque(maxlen=int(kept))
         cut = self.cuts(rgb)
         if cut:
             self._end(self.live, hard=True)
@@ -236,6 +267,9 @@ class Tracker:
             if track.frames[-1] == t and track.due(t):
                 photo = from_array(rgb) if photo is None else photo
                 self._sample(track, t, track.rows[-1], photo)
+            if self.stream and len(track.frames) > 2 * LIVE_HISTORY:  # misses counted at the same rate
+                track.missed = track.missed * LIVE_HISTORY // len(track.frames)
+                del track.frames[:-LIVE_HISTORY], track.rows[:-LIVE_HISTORY]
         self.recent.append((t, rgb))
 
     def finish(self) -> list[Track]:
@@ -248,7 +282,8 @@ class Tracker:
             track.hard_end = hard and track.misses == 0
             self.live.remove(track)
             if len(track.frames) >= max(MIN_FRAMES, UNSURE_SECONDS * self.fps if track.unsure else 0):
-                self.ended.append(track)
+                if not self.stream:
+                    self.ended.append(track)
                 if self.on_end is not None:
                     self.on_end(track)
 
@@ -344,7 +379,7 @@ class Trajectory:
     weights: np.ndarray  # (n,) in (0, 1]
 
 
-def _smoothstep(v: np.ndarray) -> np.ndarray:
+def smoothstep(v: np.ndarray | float) -> np.ndarray:
     v = np.clip(v, 0, 1)
     return v * v * (3 - 2 * v)
 
@@ -368,8 +403,8 @@ def trajectory(track: Track, fps: float) -> Trajectory:
         steps = np.arange(1, len(run) + 1, dtype=np.float64)
         weight = np.ones(len(run))
         if not (k == 0 and track.hard_start):
-            weight = np.minimum(weight, _smoothstep(steps / fade))
+            weight = np.minimum(weight, smoothstep(steps / fade))
         if not (b == len(frames) and track.hard_end):
-            weight = np.minimum(weight, _smoothstep(steps[::-1] / fade))
+            weight = np.minimum(weight, smoothstep(steps[::-1] / fade))
         parts.append((run, smoothed.reshape(-1, 5, 2), weight))
     return Trajectory(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
