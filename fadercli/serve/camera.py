@@ -31,6 +31,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+import anyio
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -221,13 +222,17 @@ async def _serve(socket: WebSocket, fader, work: WorkPool, limits: Limits, pool:
             }
         )
     )
-    tasks = [asyncio.ensure_future(receive()), asyncio.ensure_future(process())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)  # the client left, or a send failed
-    finally:
-        for task in tasks:  # a job not started yet is cancelled with its task (WorkPool skips it)
-            task.cancel()
-        ended = await asyncio.gather(*tasks, return_exceptions=True)
-    for outcome in ended:
-        if isinstance(outcome, Exception) and not isinstance(outcome, WebSocketDisconnect):
-            raise outcome
+    # Receiving and editing run side by side until the client leaves (or a send finds it gone); then the
+    # other is cancelled with its job, which WorkPool skips when it has not started. Structured (anyio),
+    # so that a server cancelling the connection's task cancels both with it.
+    async with anyio.create_task_group() as group:
+
+        async def until(work) -> None:
+            try:
+                await work()
+            except WebSocketDisconnect:
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(until, receive)
+        group.start_soon(until, process)
