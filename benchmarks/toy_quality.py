@@ -18,7 +18,7 @@ from: where they do, look at the edits. Per attribute the run edits, and per dir
 faces without it, set to 1; removing: faces with it, set to 0):
 
 - swap (swap_b): share of faces judge A (B) sees with the attribute flipped after the composed edit;
-- dec: the same for the bare decode from the true labels (the paper's measure);
+- dec (dec_b): the same for the bare decode from the true labels (the paper's measure);
 - closer: share whose edit is closer (pixel MSE) to the exactly rendered counterfactual than the
   unedited face is;
 - gain: how much closer, in dB, the edit comes to the exact counterfactual than doing nothing
@@ -182,6 +182,7 @@ def score(run: Path, clf: Classifier, clf_b: JudgeB, renderer: Renderer, n: int,
         flipped = predict(every, clf(edited))[:, j] == (1 - y[:, i])
         flipped_b = predict(every, clf_b(edited))[:, j] == (1 - y[:, i])
         flipped_dec = predict(every, clf(decoded))[:, j] == (1 - y[:, i])
+        flipped_dec_b = predict(every, clf_b(decoded))[:, j] == (1 - y[:, i])
         truth = to_tensor(renderer.render(renderer.module.flipped(params, name), size), CPU)
         closer = (edited - truth).pow(2).flatten(1).mean(1) < (x - truth).pow(2).flatten(1).mean(1)
         gain = psnr(edited, truth) - psnr(x, truth)
@@ -193,6 +194,8 @@ def score(run: Path, clf: Classifier, clf_b: JudgeB, renderer: Renderer, n: int,
             "swap_b_remove": rate(flipped_b, remove),
             "dec_add": rate(flipped_dec, add),
             "dec_remove": rate(flipped_dec, remove),
+            "dec_b_add": rate(flipped_dec_b, add),
+            "dec_b_remove": rate(flipped_dec_b, remove),
             "closer": rate(closer, torch.ones_like(closer)),
             "gain_add": round(float(gain[add].mean()), 2),
             "gain_remove": round(float(gain[remove].mean()), 2),
@@ -222,7 +225,8 @@ def main() -> None:
         accuracy_b = "  ".join(f"{n} {a:.3f}" for n, a in result["judge_b_accuracy"].items())
         print(f"{run} ({args.style}): psnr {result['psnr']:.2f}  psnr_edit {result['psnr_edit']:.2f}")
         print(f"  judges on unedited faces: A {accuracy}; B {accuracy_b}")
-        keys = ("swap_add", "swap_remove", "swap_b_add", "swap_b_remove", "dec_add", "dec_remove", "closer")
+        keys = ("swap_add", "swap_remove", "swap_b_add", "swap_b_remove", "dec_add", "dec_remove", "dec_b_add")
+        keys += ("dec_b_remove", "closer")
         for key in (*keys, "gain_add", "gain_remove"):
             print(f"  {key:12s}" + "  ".join(f"{n} {result[n][key]:.3f}" for n in names))
         gains = [result[n][k] for n in names for k in ("gain_add", "gain_remove")]
