@@ -46,7 +46,7 @@ def main() -> None:
     from fadercli.train.data import Dataset
     from fadercli.train.evaluate import attribute_loss, one_hot
     from fadercli.train.images import ImageCache
-    from fadercli.train.loop import Distributed, Trainer, lambda_schedule
+    from fadercli.train.loop import Distributed, Trainer, lambda_schedule, lr_scale
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,8 +80,9 @@ def main() -> None:
             at = 0.5  # past the adversarial ramp: every term of the loss is on
             ae, dis = copy.deepcopy(trainer.ae), copy.deepcopy(trainer.dis)
             betas = (config.beta1, config.beta2)
-            opt_ae = torch.optim.Adam(ae.parameters(), lr=config.lr, betas=betas)
-            opt_dis = torch.optim.Adam(dis.parameters(), lr=config.dis_lr, betas=betas)
+            scale = lr_scale(at, config.lr_schedule, config.lr_final)  # where the Trainer's schedule is at `at`
+            opt_ae = torch.optim.Adam(ae.parameters(), lr=config.lr * scale, betas=betas)
+            opt_dis = torch.optim.Adam(dis.parameters(), lr=config.dis_lr * scale, betas=betas)
             step = 0
 
             def baseline() -> float:
