@@ -10,7 +10,7 @@ encodes again; Adam as torch builds it by default on the CPU. Then `Trainer.trai
 with AVX-512 BF16 or AMX; float32 elsewhere, and the script says so). All start from the same
 weights and see the same batches (the classifier loss off, as the paper); the script checks that
 their loss values agree (float32 to rounding; bfloat16 within its 8-bit mantissa), then prints
-images/s of whole steps (median of --repeats, interleaved) and the ratios to the baseline. Last,
+images/s of whole steps (median of --repeats, interleaved, each timing after two untimed steps) and the ratios to the baseline. Last,
 peak RSS of a training epoch over 1x and 10x the images (benchmarks/rss_probe.py).
 """
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--steps", type=int, default=10, help="steps per timing")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
@@ -121,6 +121,8 @@ def main() -> None:
             times = {name: [] for name in steps}
             for _ in range(args.repeats):
                 for name, fn in steps.items():
+                    for _ in range(2):  # untimed: the first steps after a switch of model rebuild oneDNN's caches
+                        fn()
                     started = time.perf_counter()
                     for _ in range(args.steps):
                         fn()
