@@ -77,9 +77,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, data: bytes) -> None:
         for i in range(0, len(data), 1 << 14):
             chunk = data[i : i + (1 << 14)]
-            self.wfile.write(chunk)
+            # Counted before the write: the client may read the last chunk and the test check the
+            # count before this thread runs again.
             with self.server.lock:
                 self.server.plan.sent += len(chunk)
+            try:
+                self.wfile.write(chunk)
+            except OSError:
+                with self.server.lock:
+                    self.server.plan.sent -= len(chunk)
+                raise
 
 
 class FileServer:

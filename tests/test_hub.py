@@ -33,6 +33,20 @@ def blob(home, server, register):
     return home / "models" / "blob" / "blob.onnx"
 
 
+@pytest.fixture
+def cli_messages():
+    """The library's messages on stderr, as every fader command shows them (set up by the first
+    command a process runs: without this, these tests passed only after another test ran one)."""
+    from fadercli import logger
+    from fadercli.cli import _show_messages
+
+    handlers, level = list(logger.handlers), logger.level
+    _show_messages(verbose=False)
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 def leftovers(home: Path) -> list[str]:
     models = home / "models"
     return sorted(str(p.relative_to(models)) for p in models.rglob("*")) if models.exists() else []
@@ -125,7 +139,7 @@ def test_a_stalled_server_times_out_with_a_clear_error(blob, server, monkeypatch
 
 @pytest.mark.parametrize("terminal, quiet, shown", [(True, False, True), (True, True, False), (False, False, False)])
 def test_progress_and_retries_show_at_a_terminal_unless_quiet(
-    terminal, quiet, shown, blob, server, capsys, monkeypatch
+    terminal, quiet, shown, blob, server, capsys, monkeypatch, cli_messages
 ):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     server.plan.fail = [502]
@@ -225,7 +239,9 @@ def test_offline_with_the_file_cached(blob, server, monkeypatch):
     assert len(server.plan.requests) == 1
 
 
-def test_without_a_published_sha256_the_first_one_is_recorded_and_enforced(home, server, register, capsys):
+def test_without_a_published_sha256_the_first_one_is_recorded_and_enforced(
+    home, server, register, capsys, cli_messages
+):
     server.plan.files["/files/blob.onnx"] = DATA
     register({"blob": {"url": server.url("/files/blob.onnx"), "format": "onnx"}})
     path = hub.fetch("blob", quiet=True)
