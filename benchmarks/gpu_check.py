@@ -159,9 +159,9 @@ def _clip(model: Path, device, precision, clip: Path, out: Path) -> str:
 
 def _training(data: Path, device, precision: str, tmp: Path) -> str:
     from fadercli.net.model import Classifier
+    from fadercli.train.classifiers import guide_config
     from fadercli.train.config import TrainConfig
     from fadercli.train.data import prepare
-    from fadercli.train.evaluate import guide_config
     from fadercli.train.loop import Distributed, Trainer
 
     dataset = prepare(data, img_size=64, cache_root=tmp / "cache")

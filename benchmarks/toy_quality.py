@@ -45,7 +45,8 @@ from fadercli.net.editor import compose
 from fadercli.net.model import Classifier, ClassifierConfig
 from fadercli.net.tensors import from_uint8 as to_tensor
 from fadercli.train import toyfaces
-from fadercli.train.evaluate import predict, psnr, train_classifiers
+from fadercli.train.classifiers import predict, train_classifiers
+from fadercli.train.evaluate import psnr
 from fadercli.weights.format import load_model, save_model
 
 JUDGE_SEED = 777  # faces the judge learns from: neither the runs' training set nor the test faces
@@ -89,7 +90,7 @@ def judge(folder: Path, renderer: Renderer, size: int, steps: int = 2000, pool: 
         rows = rng.integers(0, pool, 64)
         return to_tensor(images[rows], CPU, rng.random(64) < 0.5), labels[rows]
 
-    clf = train_classifiers(every, [(config, 0.03)], batches, steps=steps, device=CPU, lr=3e-3)[0][0]
+    clf = train_classifiers(every, [(config, 0.03, None)], batches, steps=steps, device=CPU, lr=3e-3)[0][0]
     folder.mkdir(parents=True, exist_ok=True)
     save_model(path, clf)
     return clf

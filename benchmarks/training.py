@@ -42,9 +42,9 @@ def main() -> None:
 
     from fadercli.attributes import AttributeSet
     from fadercli.devices import pick_precision
+    from fadercli.train.classifiers import attribute_loss, one_hot
     from fadercli.train.config import TrainConfig
     from fadercli.train.data import Dataset
-    from fadercli.train.evaluate import attribute_loss, one_hot
     from fadercli.train.images import ImageCache
     from fadercli.train.loop import Distributed, Trainer, lambda_schedule, lr_scale
 

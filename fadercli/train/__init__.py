@@ -6,7 +6,8 @@
     data.py      the dataset: labels joined to the cache, the split, the batches
     loop.py      the Trainer: one step of the paper's method, classifiers, checkpoints, previews
     run.py       a whole run: its time budget, resuming, torchrun, the summary; `fader eval`
-    evaluate.py  the run's report: swap accuracy per direction, sharpness, reconstruction
+    classifiers.py  the evaluation classifier and the guide: built, trained (on faded faces too)
+    evaluate.py  the run's report: swap accuracy per direction, clarity, sharpness, reconstruction
     metrics.py   metrics.jsonl (and TensorBoard's files) written, and read back as series
     plot.py      the curves drawn (`fader plot`, the page of `fader serve`)
     card.py      the model card (README.md with the Hub's metadata) of a run

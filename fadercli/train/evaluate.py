@@ -1,127 +1,23 @@
 """Judging a Fader model the paper's way: an attribute classifier trained separately on the same
 training split decides whether edited faces show the requested attribute (swap accuracy), beside
-reconstruction quality (PSNR).
+reconstruction quality (PSNR); an edit counts only where it shows the value as clearly and as
+sharply as real faces with it, and a direction whose edits are tellable from real faces by how
+faintly they show it is flagged (traces left by a removal, faint additions).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fadercli.attributes import AttributeSet
-from fadercli.devices import Precision
-from fadercli.net.model import AutoEncoder, Classifier, ClassifierConfig
+from fadercli.net.model import AutoEncoder, Classifier
 from fadercli.net.tensors import from_uint8
-
-
-def one_hot(attributes: AttributeSet, labels: torch.Tensor) -> torch.Tensor:
-    """(B, n_attributes) category indices -> (B, n_channels) decoder/classifier targets."""
-    parts = [F.one_hot(labels[:, i], a.n_categories) for i, a in enumerate(attributes)]
-    return torch.cat(parts, 1).float()
-
-
-def attribute_loss(attributes: AttributeSet, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy per attribute over its own categories, averaged over attributes."""
-    losses = []
-    for i, (a, start) in enumerate(zip(attributes, attributes.offsets())):
-        losses.append(F.cross_entropy(logits[:, start : start + a.n_categories], labels[:, i]))
-    return torch.stack(losses).mean()
-
-
-def predict(attributes: AttributeSet, logits: torch.Tensor) -> torch.Tensor:
-    """(B, n_channels) logits -> (B, n_attributes) predicted category indices."""
-    return torch.stack(
-        [logits[:, s : s + a.n_categories].argmax(1) for a, s in zip(attributes, attributes.offsets())], 1
-    )
-
-
-def judge_config(attributes: AttributeSet, img_size: int) -> ClassifierConfig:
-    """The evaluation classifier: narrow, so that a few thousand steps stay cheap beside training,
-    yet right on 99% of clean faces with thin frames and small smiles (docs/experiments.md)."""
-    return ClassifierConfig(attributes.pairs(), img_size=img_size, init_fm=16, max_fm=128, hid_dim=128, dropout=0.1)
-
-
-def guide_config(attributes: AttributeSet, img_size: int) -> ClassifierConfig:
-    """The classifier behind the training loss: another architecture than the judge's (wider head,
-    more dropout, noisy inputs), so that what the decoder learns to please is not what scores it."""
-    return ClassifierConfig(attributes.pairs(), img_size=img_size, init_fm=16, max_fm=128, hid_dim=256, dropout=0.2)
-
-
-WARM_STEPS = 50  # classifier learning-rate warm-up (at most a tenth of the steps)
-PROBE_STEPS = 20  # steps timed to fit the classifiers into their share of a run's time
-
-
-def _shifted(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Each image moved by up to `shift` pixels each way, its edges repeated: thin strokes seen at
-    every sub-position of the stride-2 convolutions."""
-    if shift == 0:
-        return x
-    padded = F.pad(x, (shift,) * 4, mode="replicate")
-    h, w = x.shape[-2:]
-    offsets = torch.randint(0, 2 * shift + 1, (len(x), 2), generator=generator)
-    out = torch.empty_like(x)
-    for dy in range(2 * shift + 1):
-        for dx in range(2 * shift + 1):
-            rows = ((offsets[:, 0] == dy) & (offsets[:, 1] == dx)).nonzero()[:, 0].to(x.device)
-            out[rows] = padded[rows, :, dy : dy + h, dx : dx + w]
-    return out
-
-
-def train_classifiers(
-    attributes: AttributeSet,
-    configs: list[tuple[ClassifierConfig, float]],
-    batches: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
-    *,
-    steps: int,
-    device: torch.device,
-    lr: float = 3e-3,
-    shift: int = 1,
-    seed: int = 0,
-    seconds: float | None = None,
-    precision: Precision | None = None,
-) -> tuple[list[Classifier], int]:
-    """Fit classifiers, given as (config, input noise std), on the same `batches(step) -> (images in
-    [-1, 1], labels)`, each image moved by up to `shift` pixels; returns them frozen, in eval mode,
-    and the steps they took: `steps`, or fewer where `seconds` would not hold them (the pace of the
-    first PROBE_STEPS decides, so that a run's classifiers cost a fixed share of its budget), their
-    forward passes in `precision` (float32 unless given), their losses in float32."""
-    generator = torch.Generator().manual_seed(seed)
-    warm = max(1, min(steps // 10, WARM_STEPS))
-    total = steps
-
-    def schedule(s: int) -> float:  # warm-up, then cosine to 0 over however many steps there are
-        return min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1)))
-
-    models, optimisers = [], []
-    for config, _ in configs:
-        clf = Classifier(config).to(device).train()
-        opt = torch.optim.Adam(clf.parameters(), lr=lr, betas=(0.9, 0.999))
-        models.append(clf)
-        optimisers.append((opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)))
-    cast = precision.autocast if precision is not None else nullcontext
-    started, step = time.monotonic(), 0
-    while step < total:
-        x, y = batches(step)
-        x = _shifted(x, shift, generator)
-        for clf, (opt, sched), (_, noise) in zip(models, optimisers, configs):
-            with cast():
-                logits = clf(x + noise * torch.randn_like(x) if noise else x)
-            loss = attribute_loss(attributes, logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        step += 1
-        if seconds is not None and step == min(PROBE_STEPS, total):
-            per_step = (time.monotonic() - started) / step
-            total = max(step, min(steps, int(seconds / per_step)))
-    return [clf.eval().requires_grad_(False) for clf in models], total
+from fadercli.train.classifiers import predict, strength
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -141,6 +37,14 @@ RELIABLE_ACCURACY = 0.98
 CHANGED = 0.1
 REAL_TAIL = 0.02
 SHARPNESS_RANGE = (0.7, 1.5)
+# Clarity: an edit counts only where the classifier (trained on faded faces, so it tells how much
+# of a value an image shows) sees the target at least at CLEAR, as real faces show it; a removal
+# that leaves a 30% trace of glasses is seen at 70% "without", an addition drawn faintly likewise.
+CLEAR = 0.8
+# A direction is flagged when a real face with the value shows it more clearly than an edit does
+# this often (0.5: edits as clear as real faces; the exact counterfactual measures 0.45 to 0.56 in
+# the tests, a 30% ghost of what was removed 0.88 to 0.91).
+TELLABLE = 0.75
 # Below this many faces, a direction's swap accuracy is too uncertain to stand on its own.
 FEW_FACES = 50
 
@@ -166,12 +70,17 @@ def evaluate(
     average over directions would hide the one that fails):
 
     swap_accuracy: {attribute: {direction: share}}: of the faces that have another value, the
-        share that the classifier judges to show the target value after `fader edit` sets the
-        attribute to it, everything else as `fader edit` does it (estimated values, composed edit),
-        and whose edit is as sharp as real faces with that value (edge_ratio); None where no face
-        has another value (every figure that has nothing to measure is None, null in JSON);
-    swap_accuracy_classifier: the same by the classifier alone;
+        share whose edit (as `fader edit` sets the attribute to the target: estimated values,
+        composed edit) looks like the real thing: the classifier sees the target value as clearly
+        as in real faces with that value (clarity), and the edit is as sharp as they are
+        (edge_ratio); None where no face has another value (every figure that has nothing to
+        measure is None, null in JSON);
+    swap_accuracy_classifier: the share the classifier alone calls the target value (argmax);
     swap_accuracy_decoded: the same for the bare decode from the true labels (the paper's measure);
+    clarity: {attribute: {direction: median strength}}: how much of the target value the classifier
+        sees in the edits, 0 to 1 (a removal that leaves a trace of glasses scores the share of
+        glasses left out of it), beside clarity_needed, what an edit needs: CLEAR, or less where the
+        classifier sees the value less clearly in REAL_TAIL of the real faces that have it;
     sharpness: {attribute: {direction: median edge_ratio of the edits}};
     swap_faces: {attribute: {direction: number of faces}} behind those shares;
     classifier_accuracy: {attribute: share}: the classifier's own accuracy on the unedited faces,
@@ -184,9 +93,8 @@ def evaluate(
     editor = Editor(ae, device)
     names = attributes.names
     keys = {a.name: directions(a) for a in attributes}
-    # faces, composed (classifier and sharp enough), decoded, composed (classifier alone)
-    counts = {name: {d: np.zeros(4) for d, _ in keys[name]} for name in names}
-    sharpness: dict[str, dict[str, list[torch.Tensor]]] = {name: {d: [] for d, _ in keys[name]} for name in names}
+    real: dict[str, dict[int, list[torch.Tensor]]] = {n: {c: [] for _, c in keys[n]} for n in names}
+    found: dict[str, dict[str, list[dict]]] = {n: {d: [] for d, _ in keys[n]} for n in names}
     clf_correct = np.zeros(len(attributes))
     psnrs, n = [], 0
     for images, labels in batches:
@@ -195,39 +103,70 @@ def evaluate(
         y = torch.from_numpy(labels).to(device)
         features, estimate, recon = editor.analyse(x)  # the model in eval mode, as `fader edit` runs it
         psnrs.append(psnr(editor.decode(features, y.float()), x).cpu())
-        clf_correct += (predict(attributes, clf(x)) == y).sum(0).cpu().numpy()
+        logits = clf(x)
+        clf_correct += (predict(attributes, logits) == y).sum(0).cpu().numpy()
         for i, a in enumerate(attributes):
             for direction, category in keys[a.name]:
-                found = _judge_direction(editor, clf, attributes, x, y, (features, estimate, recon), i, category)
-                if found is not None:
-                    sharpness[a.name][direction].append(found[0])
-                    counts[a.name][direction] += found[1]
+                real[a.name][category].append(strength(attributes, logits, i, category)[y[:, i] == category].cpu())
+                edits = _judge_direction(editor, clf, attributes, x, y, (features, estimate, recon), i, category)
+                if edits is not None:
+                    found[a.name][direction].append(edits)
 
-    def share(column: int) -> dict:
-        return {
-            name: {d: round(float(c[column] / c[0]), 4) if c[0] else None for d, c in by.items()}
-            for name, by in counts.items()
-        }
+    def joined(name: str, direction: str, key: str) -> torch.Tensor:
+        parts = [e[key] for e in found[name][direction]]
+        return torch.cat(parts) if parts else torch.zeros(0)
 
-    all_psnr = torch.cat(psnrs) if psnrs else torch.zeros(0)
-
-    def median(values: list[torch.Tensor]) -> float:
-        values = torch.cat(values) if values else torch.zeros(0)
+    def median(values: torch.Tensor, digits: int = 3) -> float | None:
         values = values[values.isfinite()]
-        return round(float(values.median()), 3) if len(values) else None
+        return round(float(values.median()), digits) if len(values) else None
 
-    result = {
-        "swap_accuracy": share(1),
-        "swap_accuracy_classifier": share(3),
-        "swap_accuracy_decoded": share(2),
-        "sharpness": {name: {d: median(v) for d, v in by.items()} for name, by in sharpness.items()},
-        "swap_faces": {name: {d: int(c[0]) for d, c in by.items()} for name, by in counts.items()},
+    result: dict = {key: {} for key in ("swap_accuracy", "swap_accuracy_classifier", "swap_accuracy_decoded")}
+    result |= {key: {} for key in ("clarity", "clarity_needed", "tellable", "sharpness", "swap_faces")}
+    for a in attributes:
+        for key in result:
+            result[key][a.name] = {}
+        for direction, category in keys[a.name]:
+            needed = clarity_needed(torch.cat(real[a.name][category]))
+            seen, clear = joined(a.name, direction, "seen"), joined(a.name, direction, "strength")
+            sharp, ratio = joined(a.name, direction, "sharp"), joined(a.name, direction, "ratio")
+            faces = len(seen)
+
+            def share(mask: torch.Tensor, faces: int = faces) -> float | None:
+                return round(float(mask.float().mean()), 4) if faces else None
+
+            result["swap_accuracy"][a.name][direction] = share((clear >= needed) & sharp.bool())
+            result["swap_accuracy_classifier"][a.name][direction] = share(seen)
+            result["swap_accuracy_decoded"][a.name][direction] = share(joined(a.name, direction, "decoded"))
+            result["clarity"][a.name][direction] = median(clear)
+            result["tellable"][a.name][direction] = tellable(torch.cat(real[a.name][category]), clear)
+            result["clarity_needed"][a.name][direction] = round(needed, 3)
+            result["sharpness"][a.name][direction] = median(ratio)
+            result["swap_faces"][a.name][direction] = faces
+    all_psnr = torch.cat(psnrs) if psnrs else torch.zeros(0)
+    result |= {
         "classifier_accuracy": dict(zip(names, (clf_correct / max(n, 1)).round(4).tolist())),
         "psnr": round(float(all_psnr.mean()), 3) if n else None,
         "n_faces": n,
     }
     result["warnings"] = warnings(result)
     return result
+
+
+def tellable(real: torch.Tensor, edits: torch.Tensor) -> float | None:
+    """How often a real face with the value shows it more clearly than an edit to it (ties half):
+    0.5 where edits show it as real faces do; the area under the curve of telling them apart by clarity."""
+    if len(real) == 0 or len(edits) == 0:
+        return None
+    above = (real[:, None] > edits[None, :]).float().mean() + 0.5 * (real[:, None] == edits[None, :]).float().mean()
+    return round(float(above), 3)
+
+
+def clarity_needed(real: torch.Tensor) -> float:
+    """How clearly an edit must show a value to count: CLEAR, or as clearly as all but REAL_TAIL of the
+    real faces with that value show it where the classifier sees those less clearly."""
+    if len(real) == 0:
+        return CLEAR
+    return min(CLEAR, float(torch.quantile(real.float(), REAL_TAIL)))
 
 
 def _judge_direction(
@@ -239,10 +178,11 @@ def _judge_direction(
     analysis: tuple,
     i: int,
     category: int,
-) -> tuple[torch.Tensor, list[int]] | None:
-    """The faces of a batch that do not have `category` of attribute i, set to it: the edits'
-    sharpness, and [faces, composed (classifier and sharp enough), decoded, composed (classifier
-    alone)] counts of what the classifier sees; None if every face has it already."""
+) -> dict[str, torch.Tensor] | None:
+    """The faces of a batch that do not have `category` of attribute i, set to it, per face: the
+    target's strength in the edit, whether the classifier calls it the target (argmax) in the edit
+    and in the bare decode, the edit's sharpness ratio and whether it is as sharp as real faces;
+    None if every face has it already."""
     from fadercli.net.editor import compose
 
     features, estimate, recon = analysis
@@ -256,15 +196,15 @@ def _judge_direction(
     values = estimate[rows].clone()
     values[:, i] = category
     edited = compose(x[rows], recon[rows], editor.decode(picked, values))
-    seen = predict(attributes, clf(edited))[:, i] == category
-    sharp, real = edge_ratio(x[rows], edited, x[y[:, i] == category])
-    counts = [
-        len(rows),
-        (seen & real).sum().item(),
-        (predict(attributes, clf(decoded))[:, i] == category).sum().item(),
-        seen.sum().item(),
-    ]
-    return sharp.cpu(), counts
+    logits = clf(edited)
+    ratio, sharp = edge_ratio(x[rows], edited, x[y[:, i] == category])
+    return {
+        "strength": strength(attributes, logits, i, category).cpu(),
+        "seen": (predict(attributes, logits)[:, i] == category).cpu(),
+        "decoded": (predict(attributes, clf(decoded))[:, i] == category).cpu(),
+        "ratio": ratio.cpu(),
+        "sharp": sharp.cpu(),
+    }
 
 
 def _edges(x: torch.Tensor) -> torch.Tensor:
@@ -322,6 +262,17 @@ def warnings(result: dict) -> list[str]:
                     f"{name} {direction}: edits leave LEFTOVERS or artefacts: where they change the face, their edges are "
                     f"{ratio:.0%} as strong as real faces' with that value (above {high:.0%})"
                 )
+    for name, by in result.get("tellable", {}).items():
+        for direction, tell in by.items():
+            if tell is None or tell < TELLABLE:
+                continue
+            what = f"leave TRACES of {name}" if direction == "removing" else "look FAINT"
+            lines.append(
+                f"{name} {direction}: edits {what}: {tell:.0%} of the time a real face with that value shows it more "
+                f"clearly than an edit does (half the time where edits look real; median clarity of the edits "
+                f"{result['clarity'][name][direction]:.0%}); edits less clear than {result['clarity_needed'][name][direction]:.0%} "
+                "are not counted as successes"
+            )
     for name, accuracy in result["classifier_accuracy"].items():
         if accuracy < RELIABLE_ACCURACY:
             lines.append(
@@ -358,11 +309,12 @@ def summary_lines(result: dict) -> list[str]:
     lines = [
         f"reconstruction PSNR: {'not measured' if psnr is None else f'{psnr:.2f} dB'} (decoded at the true labels,"
         f" {n} validation faces)",
-        "swap accuracy: share of validation faces that the run's evaluation classifier sees with the attribute "
-        f"changed after `fader edit` changes it, counting only edits whose detail is that of {1 - REAL_TAIL:.0%} of "
-        "the real faces with that value (as sharp where the value draws something, no leftovers where it takes "
-        "something away; ± is the 95% margin; the classifier alone, the bare decode, and the edits' median "
-        "sharpness against real faces in brackets):",
+        "swap accuracy: share of validation faces whose edit (as `fader edit` makes it) looks like a real face "
+        "with the value: the run's evaluation classifier, trained to tell how much of a value a face shows, sees "
+        f"the value as clearly as in real faces that have it (at least {CLEAR:.0%}), and the edit's detail is that "
+        f"of {1 - REAL_TAIL:.0%} of those faces (as sharp where the value draws something, no leftovers where it "
+        "takes something away); ± is the 95% margin; in brackets the classifier's verdict alone (argmax), the "
+        "bare decode's, the edits' median clarity and their median sharpness against real faces:",
     ]
     for name, by in result["swap_accuracy"].items():
         parts = []
@@ -373,10 +325,11 @@ def summary_lines(result: dict) -> list[str]:
                 continue
             decoded = result["swap_accuracy_decoded"][name][direction]
             alone = result.get("swap_accuracy_classifier", {}).get(name, {}).get(direction)
+            clear = result.get("clarity", {}).get(name, {}).get(direction)
             sharp = result.get("sharpness", {}).get(name, {}).get(direction)
             parts.append(
                 f"{direction} {share:.1%} ±{margin(share, faces):.1%} [classifier {percent(alone)}, decode "
-                f"{decoded:.1%}, sharpness {sharpness_text(sharp, n - faces)}] of {faces}"
+                f"{decoded:.1%}, clarity {percent(clear)}, sharpness {sharpness_text(sharp, n - faces)}] of {faces}"
             )
         accuracy = result["classifier_accuracy"][name]
         flag = "" if accuracy >= RELIABLE_ACCURACY else "  NOT RELIABLE"

@@ -37,17 +37,17 @@ from fadercli.errors import UsageError
 from fadercli.files import atomic_path
 from fadercli.net.model import AutoEncoder, LatentDiscriminator
 from fadercli.net.tensors import from_uint8, to_uint8
-from fadercli.train.config import TrainConfig
-from fadercli.train.data import BatchPlan, Dataset
-from fadercli.train.evaluate import (
+from fadercli.train.classifiers import (
     attribute_loss,
-    evaluate,
     guide_config,
     judge_config,
     one_hot,
     predict,
     train_classifiers,
 )
+from fadercli.train.config import TrainConfig
+from fadercli.train.data import BatchPlan, Dataset
+from fadercli.train.evaluate import evaluate
 from fadercli.weights.checkpoints import CHECKPOINT_VERSION
 from fadercli.weights.format import load_model, save_model
 
@@ -206,9 +206,13 @@ class Trainer:
     def fit_classifiers(self) -> None:
         """Train (rank 0), or load on resume, the evaluation classifier and, when the classifier loss
         is on, the guide classifier behind it: both on the training split, another architecture each."""
-        files = {"classifier.safetensors": (judge_config(self.attributes, self.config.img_size), 0.0)}
+        # Both see faded faces as well (classifiers.faded): the evaluation classifier learns that a
+        # trace of an attribute is the attribute ("presence"), the guide how much of it shows
+        # ("strength"), so that neither calls the faint frames a removal leaves "no glasses".
+        size = self.config.img_size
+        files = {"classifier.safetensors": (judge_config(self.attributes, size), 0.0, "presence")}
         if self.config.lambda_clf > 0:
-            files["guide.safetensors"] = (guide_config(self.attributes, self.config.img_size), 0.02)
+            files["guide.safetensors"] = (guide_config(self.attributes, size), 0.02, "strength")
         missing = [name for name in files if not (self.out / name).is_file()]
         if self.dist.main and missing:
             plan = BatchPlan(
