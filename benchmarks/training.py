@@ -10,8 +10,8 @@ encodes again; Adam as torch builds it by default on the CPU. Then `Trainer.trai
 with AVX-512 BF16 or AMX; float32 elsewhere, and the script says so). All start from the same
 weights and see the same batches (the classifier loss off, as the paper); the script checks that
 their loss values agree (float32 to rounding; bfloat16 within its 8-bit mantissa), then prints
-images/s of whole steps (median of --repeats, interleaved, each timing after two untimed steps) and the ratios to the baseline. Last,
-peak RSS of a training epoch over 1x and 10x the images (benchmarks/rss_probe.py).
+images/s of whole steps (median of --repeats, interleaved, each timing after two untimed steps)
+and the ratios to the baseline. Last, peak RSS of a training epoch over 1x and 10x the images (benchmarks/rss_probe.py).
 """
 
 from __future__ import annotations

@@ -24,16 +24,11 @@ def one_hot(attributes: AttributeSet, labels: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, 1).float()
 
 
-def attribute_loss(
-    attributes: AttributeSet, logits: torch.Tensor, labels: torch.Tensor, keep: list[bool] | None = None
-) -> torch.Tensor:
-    """Cross-entropy per attribute over its own categories, averaged over attributes (those `keep`
-    marks, where given). `labels` are (B, n_attributes) category indices, or (B, n_channels) shares of
-    each category (faded images)."""
+def attribute_loss(attributes: AttributeSet, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per attribute over its own categories, averaged over attributes. `labels` are
+    (B, n_attributes) category indices, or (B, n_channels) shares of each category (faded images)."""
     losses = []
     for i, (a, start) in enumerate(zip(attributes, attributes.offsets())):
-        if keep is not None and not keep[i]:
-            continue
         target = labels[:, start : start + a.n_categories] if labels.is_floating_point() else labels[:, i]
         losses.append(F.cross_entropy(logits[:, start : start + a.n_categories], target))
     return torch.stack(losses).mean()
