@@ -22,6 +22,7 @@ from fadercli.errors import InputError
 from fadercli.media import heif
 from fadercli.media.formats import expand_inputs, output_format
 from fadercli.media.images import decode_image, read_image
+from fadercli.media.writing import save_image
 
 PORTRAIT = DATA / "grace_hopper.jpg"  # 512 x 600: a turn shows
 FORMATS = {"HEIF": ".heic", "AVIF": ".avif"}
@@ -112,6 +113,9 @@ def test_sequences_give_their_first_frame_and_10_bits_are_read_at_8(tmp_path):
         assert im.info["bit_depth"] == 10 and im.info["nclx_profile"]["transfer_characteristics"] == 16
     photo = decode_image(data, "hdr.heic")
     assert photo.bits == 8 and _psnr(photo.pixels, upright) > 38
+    save_image(photo, tmp_path / "back.heic")  # its colour description goes along: viewers show it alike
+    with Image.open(tmp_path / "back.heic") as im:
+        assert im.info["nclx_profile"]["transfer_characteristics"] == 16 and im.info["bit_depth"] == 8
 
 
 def test_hostile_phone_files_are_one_line_and_bounded(tmp_path):

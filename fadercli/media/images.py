@@ -88,7 +88,7 @@ class Photo:
     source_mode: str = ""  # Pillow's mode as read ("P", "I;16", "LA", ...; "RGB;16" for 16-bit RGB)
     format: str | None = None  # "PNG", "JPEG", ... as read
     path: Path | None = None
-    info: dict = field(default_factory=dict)  # carried to the output: icc_profile, dpi, exif
+    info: dict = field(default_factory=dict)  # carried to the output: icc_profile, dpi, exif, nclx_profile
     palette: Image.Image | None = None  # a palette image's own palette, to write GIFs back with it
 
     @property
@@ -306,7 +306,8 @@ def _decode(source: Path | io.BytesIO, name: str, path: Path | None, limits: Lim
 
 def _from_pil(im: Image.Image, fmt: str | None, path: Path | None, name: str = "the image") -> Photo:
     source_mode = im.mode
-    info = {k: im.info[k] for k in ("icc_profile", "dpi", "exif") if k in im.info}
+    # nclx: a HEIF file's colour description in place of an ICC profile (an HDR photo's PQ or HLG curve)
+    info = {k: im.info[k] for k in ("icc_profile", "dpi", "exif", "nclx_profile") if k in im.info}
     palette = None
     if im.mode in ("P", "PA"):
         palette = im.copy() if fmt == "GIF" and im.mode == "P" else None

@@ -132,6 +132,8 @@ def encode_image(photo: Photo, format: str, *, quality: int = 95) -> bytes:
         options.update(quality=quality, subsampling="4:4:4", speed=AVIF_SPEED)
     elif fmt == "HEIF":
         options.update(quality=quality, chroma=444, enc_params={"preset": HEIF_PRESET})
+        if "nclx_profile" in photo.info:  # pillow-heif takes it from the image, not from the options
+            im.info["nclx_profile"] = photo.info["nclx_profile"]
     buffer = io.BytesIO()
     try:
         im.save(buffer, format=fmt, **options)
