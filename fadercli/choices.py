@@ -4,8 +4,9 @@ names, so each list is declared once."""
 
 from __future__ import annotations
 
-# `--format`: image formats fader writes (case-insensitive; jpg and jpeg, tif and tiff the same).
-IMAGE_FORMATS = ("png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp", "gif", "ppm")
+# `--format`: image formats fader writes (case-insensitive; jpg and jpeg, tif and tiff, heic and heif
+# the same; heic needs the `heif` extra).
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "webp", "avif", "heic", "heif", "tiff", "tif", "bmp", "gif", "ppm")
 # `--preset`: H.264's speed/size trade-offs, fastest first (VP9 gets a matching speed).
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # `fader demo --style`: the toy faces' sampling configurations (train/toyfaces.py's STYLES).

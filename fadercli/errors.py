@@ -117,6 +117,7 @@ EXTRAS = {
     "tensorboard": (("tensorboard",), "--log tensorboard"),
     "plot": (("matplotlib",), "drawing training curves"),
     "ray": (("ray",), "--engine ray"),
+    "heif": (("pillow_heif",), "reading and writing HEIC/HEIF photos"),
 }
 
 

@@ -60,6 +60,17 @@ class Limits:
                 code="too_many_pixels",
             )
 
+    def check_bytes(self, size: int, name: str) -> None:
+        """InputError (code too_large) for a file of `size` bytes that a decoder would read whole (AVIF,
+        HEIF) and that is larger than the largest picture allowed, uncompressed at 16 bits per RGB
+        sample: no photo compresses to more, so such a file is padding or an attack."""
+        if size > 6 * self.max_pixels:
+            raise InputError(
+                f"{name}: {size / MEGA:,.0f} MB, more than an uncompressed {self.max_pixels / MEGA:g} MP photo"
+                " (--max-megapixels)",
+                code="too_large",
+            )
+
 
 DEFAULT = Limits()
 SERVE = Limits(max_pixels=40 * MEGA, max_faces=16)

@@ -1,8 +1,9 @@
 """A corpus of hostile and malformed inputs, made by the tests: damaged photos and clips, files of
 other kinds named as photos, and headers that claim far more pixels than they hold.
 
-Every file here must be refused by fader in one line (an input error), never decoded at length,
-never handed to another program (Ghostscript for PostScript) and never written as an output.
+Every file here must be refused by fader in one line (an input error; for the valid oddities of
+phone_oddities, no face), never decoded at length, never handed to another program (Ghostscript
+for PostScript) and never written as an output.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ def png_bomb(width: int = 12000, height: int = 12000) -> bytes:
     return png_header(width, height, 16, 6) + png_chunk(b"IDAT", b"".join(parts)) + png_chunk(b"IEND", b"")
 
 
-def photo_bytes(fmt: str, size: int = 96) -> bytes:
+def photo_bytes(fmt: str, size: int = 96, **options) -> bytes:
     """A small real photo (the test portrait, resized) in a format Pillow writes."""
     with Image.open(ASSETS / "grace_hopper.jpg") as im:
         image = im.convert("RGB").resize((size, size))
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
+    image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
@@ -113,6 +114,74 @@ def huge_headers() -> dict[str, bytes]:
     }
 
 
+def phone_photo(fmt: str, size: int = 96, **options) -> bytes:
+    """The test portrait, resized, as AVIF or HEIF (HEIF through fader's own registration of pillow-heif)."""
+    from fadercli.media import heif
+
+    heif.require(fmt)
+    return photo_bytes(fmt, size, **options)
+
+
+def with_box_sizes(data: bytes, width: int, height: int) -> bytes:
+    """A HEIF or AVIF file whose `ispe` boxes (each image's size in the header) claim width x height."""
+    out, at = bytearray(data), data.find(b"ispe")
+    assert at > 0, "no ispe box"
+    while at > 0:
+        out[at + 8 : at + 16] = struct.pack(">II", width, height)  # after the box type: version/flags, w, h
+        at = data.find(b"ispe", at + 4)
+    return bytes(out)
+
+
+def with_primary_missing(data: bytes) -> bytes:
+    """A HEIF file whose primary-item box names an item that is not there: its thumbnail is left alone."""
+    at = data.find(b"pitm")
+    return data[: at + 8] + struct.pack(">H", 999) + data[at + 10 :]
+
+
+def as_hdr(data: bytes) -> bytes:
+    """A HEIF file whose colour description (`colr` box, nclx) says BT.2020 primaries and PQ transfer."""
+    at = data.find(b"colrnclx")
+    return data[: at + 8] + struct.pack(">HH", 9, 16) + data[at + 12 :]
+
+
+def phone_oddities() -> dict[str, bytes]:
+    """Valid HEIF and AVIF files of kinds phones make, without a face (the photo without a person):
+    image sequences (fader reads the first frame) and a 10-bit PQ ("HDR") photo (read at 8 bits)."""
+    from fadercli.media import heif
+
+    heif.require("HEIF")
+    import pillow_heif
+
+    with Image.open(ASSETS / "coffee.png") as im:
+        cup = im.convert("RGB").resize((120, 80))
+    files = {}
+    for fmt, ext in (("AVIF", "avif"), ("HEIF", "heic")):
+        buffer = io.BytesIO()
+        cup.save(buffer, format=fmt, save_all=True, append_images=[cup.rotate(90), cup.rotate(180)])
+        files[f"sequence_{ext}.{ext}"] = buffer.getvalue()
+    deep = pillow_heif.from_bytes("RGB;16", cup.size, (np.asarray(cup).astype(np.uint16) * 257).tobytes())
+    buffer = io.BytesIO()
+    deep.save(buffer, format="HEIF")
+    files["hdr10.heic"] = as_hdr(buffer.getvalue())
+    return files
+
+
+def phone_corpus() -> dict[str, bytes]:
+    """Hostile HEIF and AVIF files (AVIF through Pillow's own plugin, HEIF through pillow-heif)."""
+    avif, heic = phone_photo("AVIF"), phone_photo("HEIF")
+    return {
+        "heic_100000.heic": with_box_sizes(heic, 100_000, 100_000),  # over Pillow's own ceiling
+        "heic_12000.heic": with_box_sizes(heic, 12_000, 12_000),  # over fader's 100 MP
+        "avif_100000.avif": with_box_sizes(avif, 100_000, 100_000),
+        "truncated_avif.avif": avif[: len(avif) // 2],
+        "truncated_heic.heic": heic[: len(heic) // 2],
+        "header_only_heic.heic": heic[:300],
+        "thumbnail_only.heic": with_primary_missing(phone_photo("HEIF", thumbnails=[32])),
+        "flipped_avif.avif": flipped(avif, 7, span=400, flips=8),
+        "flipped_heic.heic": flipped(heic, 7, span=400, flips=8),
+    }
+
+
 def photo_corpus(folder: Path) -> list[Path]:
     """Write the photo part of the corpus into `folder`; return the files."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -136,6 +205,7 @@ def photo_corpus(folder: Path) -> list[Path]:
         "text.webp": b"this is not an image at all\n" * 10,
     }
     files |= huge_headers()
+    files |= phone_corpus() | phone_oddities()
     paths = []
     for name, data in files.items():
         path = folder / name

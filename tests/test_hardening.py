@@ -580,7 +580,11 @@ except SystemExit as e:
     assert int(code) in (InputError.exit_code, NoFaceError.exit_code) and "Traceback" not in result.stderr
     written = result.stdout.split()
     for path in files:
-        said = [line for line in lines if line.startswith(f"fader: error: {path}:")]
+        said = [
+            line
+            for line in lines
+            if line.startswith(f"fader: error: {path}:") or line == f"fader: error: no face found in {path}"
+        ]
         assert len(said) <= 1, said
         output = out / f"{path.stem}_fader{path.suffix if path.suffix != '.y4m' else '.mp4'}"
         assert (str(output) in written) == (not said) == output.exists(), (path.name, said)

@@ -23,6 +23,7 @@ from conftest import DATA, ROOT
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from fadercli.media.images import decode_image
 from fadercli.serve.app import Settings, create_app
 from fadercli.serve.models import ModelPool
 from fadercli.serve.renders import RenderQueue
@@ -210,6 +211,22 @@ def test_the_corpus_through_the_api_is_only_refusals(client, tmp_path):
                 continue
             assert 400 <= response.status_code < 500, (path.name, response.status_code, response.text)
             assert "\n" not in response.json()["error"]
+    assert client.get("/api/health").json()["status"] == "ok"
+
+
+def test_phone_photos_are_uploaded_and_edited_back_in_their_format(client):
+    for fmt, media in (("HEIF", "image/heic"), ("AVIF", "image/avif")):
+        data = corpus.phone_photo(fmt, 512)
+        uploaded = _upload(client, data=data, name=f"IMG_0421.{fmt.lower()}")
+        assert uploaded.status_code == 201, uploaded.text
+        assert (uploaded.json()["width"], len(uploaded.json()["faces"])) == (512, 1)
+        edited = client.post("/api/edit", files={"file": ("IMG.x", data)}, data={"set": "Smiling=1"})
+        assert edited.status_code == 200 and edited.headers["content-type"] == media, edited.text
+        assert decode_image(edited.content, "edited").format == fmt
+    for name, data in corpus.phone_corpus().items():
+        response = _upload(client, data=data, name=name)
+        assert response.status_code in (413, 422), (name, response.status_code, response.text)
+        assert response.json()["error"].startswith(f"{name}: ")
     assert client.get("/api/health").json()["status"] == "ok"
 
 

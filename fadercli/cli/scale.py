@@ -91,15 +91,13 @@ def edit_on_ray(
 def _sources(inputs: list[str]) -> list[str]:
     """Local files, folders and globs as `fader edit` expands them; URIs: an object, or the images
     directly in a folder. Clips are the local engine's."""
-    from PIL import Image
-
     from fadercli.batch import is_uri, list_uri
-    from fadercli.media.formats import expand_inputs, is_video
+    from fadercli.media.formats import PHOTO_SUFFIXES, expand_inputs, is_video
 
     found: list[str] = []
     for item in inputs:
         if is_uri(item):
-            found += list_uri(item, set(Image.registered_extensions()))
+            found += list_uri(item, set(PHOTO_SUFFIXES))
         else:
             paths = expand_inputs([item], clips=True)
             clips = [p for p in paths if is_video(p)]

@@ -37,6 +37,14 @@ VIDEO_SUFFIXES = frozenset(
 # Containers written, by extension -> FFmpeg's muxer name. WebM gets VP9, the others H.264.
 # (AVI is read, not written: it keeps neither variable frame rates nor H.264's reordered frames well.)
 WRITABLE = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+# Photos as phones save them, whose Pillow plugins are not among the common ones: AVIF (Pillow's own,
+# from 11.3) and HEIF (pillow-heif, the `heif` extra, registered only when such a file is met).
+PHONE_FORMATS = {".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF", ".hif": "HEIF"}
+# The names a photo fader reads may have: what a folder is searched for.
+PHOTO_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
+    | {".pbm", ".pnm", *PHONE_FORMATS}
+)
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -54,6 +62,8 @@ def image_format(path: str | os.PathLike) -> str | None:
     from PIL import Image
 
     suffix = Path(path).suffix.lower()
+    if suffix in PHONE_FORMATS:
+        return PHONE_FORMATS[suffix]
     Image.preinit()  # the common formats; loading every plugin (registered_extensions) costs ~0.05 s
     return Image.EXTENSION.get(suffix) or Image.registered_extensions().get(suffix)
 
@@ -63,10 +73,14 @@ def output_format(name: str) -> tuple[str, str]:
     from PIL import Image
 
     fmt = name.strip().lstrip(".").upper()
-    fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt, fmt)
+    fmt = {"JPG": "JPEG", "TIF": "TIFF", "HEIC": "HEIF", "HIF": "HEIF"}.get(fmt, fmt)
+    if fmt == "HEIF":  # pillow-heif registers it only when a HEIF file is written (media/heif.py)
+        return fmt, ".heic"
     extensions = [ext for ext, f in Image.registered_extensions().items() if f == fmt]
     if fmt not in Image.SAVE or not extensions:
-        raise UsageError(f"--format {name}: not an image format fader can write (e.g. png, jpg, webp, tiff)")
+        raise UsageError(
+            f"--format {name}: not an image format fader can write (e.g. png, jpg, webp, avif, heic, tiff)"
+        )
     preferred = {"JPEG": ".jpg", "TIFF": ".tif"}.get(fmt, f".{fmt.lower()}")
     return fmt, preferred if preferred in extensions else sorted(extensions)[0]
 
@@ -79,16 +93,13 @@ def edited_name(name: str, extension: str | None = None) -> str:
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike], *, clips: bool = False) -> list[Path]:
-    """Files as given, folders as the images inside them (and with `clips` the videos; sorted), glob
+    """Files as given, folders as the photos inside them (and with `clips` the videos; sorted), glob
     patterns expanded."""
-    from PIL import Image
-
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            extensions = set(Image.registered_extensions())  # loads every Pillow plugin: only for folders
-            extensions |= VIDEO_SUFFIXES if clips else set()
+            extensions = PHOTO_SUFFIXES | VIDEO_SUFFIXES if clips else PHOTO_SUFFIXES
             images = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
             found += sorted(p for p in images if p.suffix.lower() in extensions)
         elif path.exists():

@@ -5,11 +5,14 @@ CMYK; 8 or 16 bits) plus the alpha channel apart. Detection and alignment look a
 an edit comes back as a change in RGB that is converted into the photo's own model only where it
 applies, so every other pixel is written back exactly as it was read.
 
-What is read: JPEG (and MPO), PNG, WebP, GIF, TIFF, BMP and PPM/PGM/PBM through Pillow (EXIF
-orientation applied), plus 16-bit RGB(A) PNG, which Pillow would cut to 8 bits, through OpenCV.
+What is read: JPEG (and MPO), PNG, WebP, GIF, TIFF, BMP, PPM/PGM/PBM and AVIF through Pillow, HEIC/HEIF
+through pillow-heif (the `heif` extra; media/heif.py), EXIF orientation applied, plus 16-bit RGB(A)
+PNG, which Pillow would cut to 8 bits, through OpenCV. Of an animation or image sequence, the first
+frame (HEIF: the primary image); 10- and 12-bit AVIF and HEIF at 8 bits, as their decoders scale them.
 Every image goes through one gate, `open_image`: formats outside that list are refused unread (Pillow
 would hand PostScript to Ghostscript), the pixel count is checked from the header against
-limits.Limits before anything is decoded, and any decoder failure is one InputError line. Modes
+limits.Limits before anything is decoded (AVIF and HEIF, which their decoders take whole, are also
+bounded in bytes), and any decoder failure is one InputError line. Modes
 without a faithful way back (palette, YCbCr, ...) are converted to RGB(A) on reading; palette GIFs
 are written back with their own palette.
 """
@@ -31,12 +34,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fadercli.errors import FaderError, InputError, reason
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.limits import MEGA, PILLOW_CEILING, Limits
+from fadercli.media import heif
 
 # Pillow's plugins fader opens untrusted files with: decoders inside Pillow's own libraries only.
 # (EPS would run Ghostscript on the file; PSD, ICO, FITS, ... are not photos and widen the surface.)
-# JPEG's opener also reads MPO (multi-picture JPEG); PPM's reads PGM and PBM too.
+# JPEG's opener also reads MPO (multi-picture JPEG); PPM's reads PGM and PBM too. AVIF and HEIF files
+# are told by their `ftyp` box and opened by their own plugin only (HEIF's is registered when met).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "PPM")
-READABLE = "JPEG, PNG, WebP, GIF, TIFF, BMP, PPM/PGM"
+READABLE = "JPEG, PNG, WebP, GIF, TIFF, BMP, PPM/PGM, AVIF, HEIC/HEIF"
 # Kinds of files people mistake for photos, by their first bytes: only for a clearer refusal.
 _OTHER_KINDS = (
     (b"%!PS", "a PostScript file"),
@@ -83,7 +88,7 @@ class Photo:
     source_mode: str = ""  # Pillow's mode as read ("P", "I;16", "LA", ...; "RGB;16" for 16-bit RGB)
     format: str | None = None  # "PNG", "JPEG", ... as read
     path: Path | None = None
-    info: dict = field(default_factory=dict)  # carried to the output: icc_profile, dpi, exif
+    info: dict = field(default_factory=dict)  # carried to the output: icc_profile, dpi, exif, nclx_profile
     palette: Image.Image | None = None  # a palette image's own palette, to write GIFs back with it
 
     @property
@@ -228,11 +233,17 @@ def open_image(
         source = Path(source)
         if source.exists() and not source.is_dir() and not source.is_file():
             raise InputError(f"{name}: not a regular file", code="not_an_image")
+    head = _head(source)
+    container = heif.kind(head)
+    if container:
+        heif.require(container)
+        size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else source.stat().st_size
+        limits.check_bytes(size, name)
     try:
         with warnings.catch_warnings():
             # Pillow warns from MAX_IMAGE_PIXELS on and refuses from twice that; fader's own limit decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source, formats=ALLOWED_FORMATS) as im:
+            with Image.open(source, formats=(container,) if container else ALLOWED_FORMATS) as im:
                 limits.check_pixels(im.width, im.height, name)
                 yield im
     except FaderError:
@@ -248,7 +259,10 @@ def open_image(
             code="too_many_pixels",
         ) from None
     except UnidentifiedImageError:
-        head = source.getvalue()[:64] if isinstance(source, io.BytesIO) else _head(source)
+        if container:  # Pillow only says it could not identify the file: ask the decoder why
+            data = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
+            why = heif.why_unreadable(data, container)
+            raise InputError(f"{name}: cannot decode this {container} image: {why}", code="unreadable_image") from None
         kind = _kind_of(head)
         what = f"{kind}, not a photo format fader reads" if kind else "not an image, or a format fader does not read"
         raise InputError(f"{name}: {what} (it reads {READABLE})", code="not_an_image") from None
@@ -258,10 +272,14 @@ def open_image(
         raise InputError(f"{name}: cannot decode: {reason(e)}", code="unreadable_image") from None
 
 
-def _head(path: Path) -> bytes:
+def _head(source: Path | io.BytesIO) -> bytes:
+    """The first bytes of a file (enough for an ISO base media file's `ftyp` box); b"" if unreadable."""
+    if isinstance(source, io.BytesIO):
+        with source.getbuffer() as view:
+            return bytes(view[: heif.HEAD_BYTES])
     try:
-        with open(path, "rb") as f:
-            return f.read(64)
+        with open(source, "rb") as f:
+            return f.read(heif.HEAD_BYTES)
     except OSError:
         return b""
 
@@ -288,7 +306,8 @@ def _decode(source: Path | io.BytesIO, name: str, path: Path | None, limits: Lim
 
 def _from_pil(im: Image.Image, fmt: str | None, path: Path | None, name: str = "the image") -> Photo:
     source_mode = im.mode
-    info = {k: im.info[k] for k in ("icc_profile", "dpi", "exif") if k in im.info}
+    # nclx: a HEIF file's colour description in place of an ICC profile (an HDR photo's PQ or HLG curve)
+    info = {k: im.info[k] for k in ("icc_profile", "dpi", "exif", "nclx_profile") if k in im.info}
     palette = None
     if im.mode in ("P", "PA"):
         palette = im.copy() if fmt == "GIF" and im.mode == "P" else None

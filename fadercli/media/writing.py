@@ -1,6 +1,6 @@
 """Writing photos: each in the mode its format can store that is closest to the input's (grey stays
 grey, alpha and 16 bits are kept where the format allows, palette GIFs keep their palette), with
-its ICC profile, DPI and EXIF, atomically."""
+its ICC profile, DPI and EXIF, atomically. AVIF and HEIF are written at 8 bits, 4:4:4."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ from PIL import Image
 
 from fadercli.errors import OutputError
 from fadercli.files import atomic_path
+from fadercli.media import heif
 from fadercli.media.formats import image_format
 from fadercli.media.images import Photo, _to_8bit
+
+# Encoder speeds, measured on a 3 MP photo at quality 90, 4:4:4 (on a loaded 2-core machine): AVIF
+# speed 8 takes 2.0 s (speed 6, Pillow's default, 5.2 s; 13% smaller), x265's ultrafast preset 1.8 s
+# (its default, medium, 17 s, for a file as large and as close to the input).
+AVIF_SPEED = 8
+HEIF_PRESET = "ultrafast"
 
 
 def to_pil(photo: Photo) -> Image.Image:
@@ -53,6 +60,8 @@ def _fit_format(im: Image.Image, fmt: str, photo: Photo) -> Image.Image:
         if photo.palette is not None:
             return _with_palette(im.convert("RGB"), photo.palette)
         return im.convert("RGB").quantize(dither=Image.Dither.NONE)
+    if fmt in ("AVIF", "HEIF") and im.mode not in ("L", "RGB", "RGBA"):
+        return im.convert("RGBA" if im.mode in ("LA", "PA") else "L" if im.mode == "1" else "RGB")
     if im.mode == "CMYK" and fmt not in ("TIFF", "PDF"):
         return im.convert("RGB")
     return im
@@ -77,7 +86,7 @@ def output_format_of(name: str, photo: Photo, format: str | None = None) -> str:
     """The format an output called `name` is written in: `format`, else its extension's, else the
     input's, else PNG."""
     fmt = (format or image_format(name) or photo.format or "PNG").upper()
-    if fmt not in Image.SAVE and fmt != "JPG":
+    if fmt not in Image.SAVE and fmt not in ("JPG", "AVIF", "HEIF"):  # the last two: see encode_image
         raise OutputError(f"{name}: cannot write the format {fmt}")
     return fmt
 
@@ -103,7 +112,9 @@ def save_image(photo: Photo, path: str | os.PathLike, *, format: str | None = No
 def encode_image(photo: Photo, format: str, *, quality: int = 95) -> bytes:
     """The bytes save_image writes for `photo` in `format` (PNG, JPEG, WEBP, ...)."""
     fmt = format.upper()
-    fmt = "JPEG" if fmt == "JPG" else fmt
+    fmt = {"JPG": "JPEG", "HEIC": "HEIF"}.get(fmt, fmt)
+    if fmt in ("AVIF", "HEIF"):
+        heif.require(fmt)  # HEIF's plugin is registered only now
     Image.preinit()  # the common formats; the rest only when asked for
     if fmt not in Image.SAVE:
         Image.init()
@@ -117,6 +128,12 @@ def encode_image(photo: Photo, format: str, *, quality: int = 95) -> bytes:
         options.update(quality=quality, subsampling=0)
     elif fmt == "PNG":
         options.update(compress_level=4)  # as small as the default 6 on photos, 1.5x faster
+    elif fmt == "AVIF":
+        options.update(quality=quality, subsampling="4:4:4", speed=AVIF_SPEED)
+    elif fmt == "HEIF":
+        options.update(quality=quality, chroma=444, enc_params={"preset": HEIF_PRESET})
+        if "nclx_profile" in photo.info:  # pillow-heif takes it from the image, not from the options
+            im.info["nclx_profile"] = photo.info["nclx_profile"]
     buffer = io.BytesIO()
     try:
         im.save(buffer, format=fmt, **options)

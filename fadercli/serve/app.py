@@ -53,6 +53,8 @@ MEDIA_TYPES = {
     "GIF": "image/gif",
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
+    "AVIF": "image/avif",
+    "HEIF": "image/heic",
 }
 
 

@@ -19,9 +19,7 @@ import numpy as np
 
 from fadercli.attributes import AttributeSet
 from fadercli.errors import InputError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
-
+from fadercli.media.formats import PHOTO_SUFFIXES
 
 _TRUE = {"1", "true", "yes", "y", "t"}
 
@@ -150,7 +148,7 @@ def _celeba_source(labels: Path, images: Path, skips: Skips) -> tuple[list[str],
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
 
 
 def _subfolder_source(folder: Path) -> tuple[list[str], list[Path], list[list[int]]] | None:
