@@ -117,6 +117,7 @@ EXTRAS = {
     "tensorboard": (("tensorboard",), "--log tensorboard"),
     "plot": (("matplotlib",), "drawing training curves"),
     "ray": (("ray",), "--engine ray"),
+    "onnx": (("onnx", "onnxruntime"), "ONNX models (fader export --format onnx, fader edit --engine onnx)"),
 }
 
 
