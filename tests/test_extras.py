@@ -17,7 +17,7 @@ from importlib.abc import MetaPathFinder
 
 class Absent(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"av", "fastapi", "uvicorn", "multipart", "starlette", "pydantic", "huggingface_hub", "matplotlib", "tensorboard"}:
+        if name.split(".")[0] in {"av", "fastapi", "uvicorn", "multipart", "starlette", "pydantic", "huggingface_hub", "matplotlib", "tensorboard", "onnx", "onnxruntime"}:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, Absent())
@@ -64,6 +64,13 @@ def test_hub_plot_and_tensorboard_name_their_extra(tmp_path, toy_runs):
         "tensorboard",
     )
     assert not (tmp_path / "c.png").exists() and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_onnx_export_and_engine_name_their_extra(tmp_path, toy_runs):
+    assert_names_extra(bare_fader("export", toy_runs["both"], tmp_path / "onnx", "--format", "onnx"), "onnx")
+    edit = ["edit", ASTRONAUT, "--set", "Smiling=1", "--engine", "onnx", "--model", tmp_path, "-o", tmp_path / "e.png"]
+    assert_names_extra(bare_fader(*edit), "onnx")
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "e.png").exists()
 
 
 def test_help_lists_every_command_without_the_extras():
