@@ -190,6 +190,8 @@ def test_files_the_runner_cannot_use_are_one_line(run_cli, toy_runs, tmp_path):
     assert result.exit_code == 5 and "exported from another model" in result.stderr
     result = run_cli(*edit, "--model", tmp_path)
     assert result.exit_code == 5 and "4 exported models: name one" in result.stderr
+    local = run_cli("edit", ASTRONAUT, "--set", "Eyeglasses=1", "--model", tmp_path / "good" / "model.analyse.onnx")
+    assert local.exit_code == 5 and "only --engine onnx runs" in local.stderr  # the torch engine says where to go
     assert not (tmp_path / "out.png").exists()
 
 

@@ -105,10 +105,11 @@ def _onnx(attribute: str) -> list[str]:
         " face's own values and reconstruction, `render` draws the face at the values you give and composes the"
         f" edit. `{stem}.onnx.json` (also in each graph's metadata, key `fader`) holds their contract: the"
         " attributes and slider ranges, the image size and value range, the crop template, the paste-back mask."
-        f" To edit a photo with onnxruntime, OpenCV and numpy, without torch (download the three files first):",
+        " To edit a photo with onnxruntime, OpenCV and numpy, without torch (download the three files first):",
         "",
         "```bash",
-        "pip install --no-deps fadercli && pip install onnxruntime numpy pillow opencv-python-headless typer rich platformdirs requests filelock",
+        "pip install --no-deps fadercli",
+        'pip install onnxruntime numpy pillow opencv-python-headless "typer<0.29" rich platformdirs requests urllib3 filelock',
         f"fader edit photo.jpg --engine onnx --model {stem}.analyse.onnx --set {attribute}=1",
         "```",
         "",
