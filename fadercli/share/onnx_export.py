@@ -9,9 +9,9 @@ The graphs are traced from net/graphs.py's modules, which are built from the fun
 runs, with TorchScript's exporter (torch.onnx.export(dynamo=False)) at opset 18 and a dynamic
 batch. That exporter is deprecated in favour of the torch.export-based one (dynamo=True), which
 traces these modules too (checked on torch 2.13, a toy model: outputs within 1e-4 of the model's,
-as these are), but this one exports a model in
-about a second where the other took 15 to 30 (2-core CPU), needs no onnxscript, and exists in
-every torch fader supports (>= 2.4); switch when torch drops it. Before anything is written, the
+as these are), but this one exports a model in about a second where the other took 15 to 30
+(2-core CPU), needs no onnxscript, and exists in every torch fader supports (>= 2.4); switch when
+torch drops it. Before anything is written, the
 graphs run on onnxruntime against the model itself, so a file is never written that edits
 otherwise than the model.
 """
