@@ -35,7 +35,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from fadercli.api import Fader, as_photo
+    from fadercli.api import Fader
+    from fadercli.media.images import as_photo
     from fadercli.net.model import AutoEncoder, FaderConfig
 
     torch.manual_seed(0)

@@ -32,7 +32,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Union
 
 import numpy as np
 import torch
@@ -48,14 +47,12 @@ from fadercli.engine.sweep import Sweep, sweep, sweep_size, sweep_values
 from fadercli.errors import FaderError, UsageError
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.limits import Limits
-from fadercli.media.images import Photo, from_array, from_pil, read_image
-from fadercli.media.writing import to_pil
+from fadercli.media.images import ImageLike, Photo, as_photo
+from fadercli.media.writing import like
 from fadercli.net.model import AutoEncoder
 from fadercli.net.tensors import from_crops
 from fadercli.video.live import LiveEditor
 from fadercli.weights.format import LoadedModel
-
-ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
 
 __all__ = ["Analysis", "EditResult", "FaceResult", "Fader", "ImageLike", "Model", "Step", "Sweep", "VideoResult"]
 
@@ -193,7 +190,7 @@ class Fader:
         self.plan(values, shift)  # names and values checked before the image is read
         analysis = self.analyse(image, face=face, align=align, name=name)
         [result] = render_together([analysis], values, shift)
-        return replace(result, image=_like(result.image, image), seconds=analysis.seconds + result.seconds)
+        return replace(result, image=like(result.image, image), seconds=analysis.seconds + result.seconds)
 
     def edit_many(
         self,
@@ -228,7 +225,7 @@ class Fader:
 
     def _render(self, batch: list[Analysis], values, shift) -> Iterator[EditResult]:
         for analysis, result in zip(batch, render_together(batch, values, shift)):
-            yield replace(result, image=_like(result.image, analysis.source), seconds=analysis.seconds + result.seconds)
+            yield replace(result, image=like(result.image, analysis.source), seconds=analysis.seconds + result.seconds)
 
     @torch.inference_mode()
     def inspect(self, image: ImageLike, *, face: str | int = "all", align: bool = True) -> list[FaceResult]:
@@ -361,26 +358,3 @@ class Fader:
             partial=partial,
             progress=progress,
         )
-
-
-def as_photo(image: ImageLike, limits: Limits = DEFAULT_LIMITS) -> Photo:
-    """A Photo from a file path (read within `limits`), a PIL image, an H x W (x 3) uint8/uint16
-    array, or a Photo."""
-    if isinstance(image, Photo):
-        return image
-    if isinstance(image, Image.Image):
-        return from_pil(image)
-    if isinstance(image, np.ndarray):
-        return from_array(image)
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image, limits=limits)
-    raise TypeError(f"cannot read an image from a {type(image).__name__}")
-
-
-def _like(photo: Photo, source: ImageLike) -> Photo | Image.Image | np.ndarray:
-    """The edited photo as the same kind of thing as its source (a Photo for files)."""
-    if isinstance(source, Image.Image):
-        return to_pil(photo)
-    if isinstance(source, np.ndarray):
-        return photo.pixels[..., 0] if source.ndim == 2 else photo.pixels
-    return photo

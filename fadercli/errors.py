@@ -118,6 +118,7 @@ EXTRAS = {
     "plot": (("matplotlib",), "drawing training curves"),
     "ray": (("ray",), "--engine ray"),
     "heif": (("pillow_heif",), "reading and writing HEIC/HEIF photos"),
+    "onnx": (("onnx", "onnxruntime"), "ONNX models (fader export --format onnx, fader edit --engine onnx)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Without the optional extras (`fadercli[serve]`, `fadercli[video]`): the commands that need one say
+"""Without the optional extras (`fadercli[serve]`, `fadercli[video]`, `fadercli[onnx]`, ...): the commands that need one say
 in one line which to install (exit 2); --help still lists them; photos, sweeps and training work.
 The extras are hidden from a child process by an import hook (the suite itself has them installed)."""
 
@@ -13,12 +13,21 @@ ASTRONAUT = DATA / "astronaut.png"
 # A child fader whose imports of the extras' packages fail as if they were not installed.
 WITHOUT_EXTRAS = """
 import sys
-from importlib.abc import MetaPathFinder
+from importlib.abc import Loader, MetaPathFinder
+from importlib.util import spec_from_loader
 
-class Absent(MetaPathFinder):
+class Absent(MetaPathFinder, Loader):
+    # Found, so that a probe of what is installed (torch's own, for onnx, when it starts its compiler)
+    # goes on; never imported.
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"av", "fastapi", "uvicorn", "multipart", "starlette", "pydantic", "huggingface_hub", "matplotlib", "tensorboard"}:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        if name.split(".")[0] in {"av", "fastapi", "uvicorn", "multipart", "starlette", "pydantic", "huggingface_hub", "matplotlib", "tensorboard", "onnx", "onnxruntime"}:
+            return spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+
+    def exec_module(self, module):
+        pass
 
 sys.meta_path.insert(0, Absent())
 sys.argv[0] = "fader"
@@ -64,6 +73,13 @@ def test_hub_plot_and_tensorboard_name_their_extra(tmp_path, toy_runs):
         "tensorboard",
     )
     assert not (tmp_path / "c.png").exists() and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_onnx_export_and_engine_name_their_extra(tmp_path, toy_runs):
+    assert_names_extra(bare_fader("export", toy_runs["both"], tmp_path / "onnx", "--format", "onnx"), "onnx")
+    edit = ["edit", ASTRONAUT, "--set", "Smiling=1", "--engine", "onnx", "--model", tmp_path, "-o", tmp_path / "e.png"]
+    assert_names_extra(bare_fader(*edit), "onnx")
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "e.png").exists()
 
 
 def test_help_lists_every_command_without_the_extras():

@@ -44,7 +44,9 @@ def test_help_imports_neither_torch_nor_cv2_nor_av():
         modules = _imported_modules(*args)
         assert "typer" in modules  # the trace is real
         heavy = {"torch", "cv2", "numpy", "PIL", "av", "fastapi", "starlette", "uvicorn", "pydantic", "ray"}
-        assert not modules & (heavy | {"matplotlib", "huggingface_hub", "tensorboard", "pyarrow", "pillow_heif"}), args
+        assert not modules & (
+            heavy | {"matplotlib", "huggingface_hub", "tensorboard", "pyarrow", "pillow_heif", "onnx", "onnxruntime"}
+        ), args
 
 
 def test_console_script_and_module_entry_points():

@@ -127,7 +127,6 @@ def edit(
 
     Outputs keep the input's size, mode and format; existing files are kept unless --force, inputs unless --in-place. Clips (mp4, mov, mkv, webm, avi, ...) keep their frame rate, timestamps, rotation, audio and subtitles (copied); the picture is H.264 (VP9 in .webm). Inputs that fail (no face, unreadable) are reported and skipped; the exit code is then the first failure's.
     """
-    from fadercli.api import Fader
     from fadercli.attributes import edit_values
     from fadercli.faces import parse_face_choice
     from fadercli.limits import Limits
@@ -172,31 +171,37 @@ def edit(
     clips = [p for p in paths if is_video(p)]
     photos = [p for p in paths if not is_video(p)]
     targets = _targets(paths, output, out_dir, in_place, extension, clips=set(clips))
+    if clips and plain(engine) == "onnx":
+        raise UsageError(f"--engine onnx edits photos, and {clips[0]} is a clip: use the local engine for clips")
     if clips:
         from fadercli.media.encoder import check_settings, muxer_for
 
         for clip in clips:
             check_settings(muxer_for(targets[clip]), crf, preset)
 
-    fader = Fader.load(
-        model or None,
-        attributes=[*values, *shifts],
-        device=device,
-        precision=plain(precision),
-        batch_size=batch_size,
-        threshold=threshold,
-        quiet=quiet,
-        limits=limits,
-    )
+    settings = dict(device=device, batch_size=batch_size, threshold=threshold, limits=limits)
+    if plain(engine) == "onnx":
+        fader = _onnx_model(model, plain(precision), **settings)
+        models = [str(fader.path)]
+    else:
+        from fadercli.api import Fader
+
+        fader = Fader.load(
+            model or None, attributes=[*values, *shifts], precision=plain(precision), quiet=quiet, **settings
+        )
+        models = [m.loaded.source for m in fader.models]
     fader.plan(values, shifts)  # names and values checked before any work
     check_targets(targets, out_dir, in_place, force)
     requested = {"set": canonical(fader, values), "shift": canonical(fader, shifts)}
-    say_device(fader)
+    if plain(engine) == "onnx":
+        say(f"onnxruntime: {', '.join(fader.providers)}")
+    else:
+        say_device(fader)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
     failures = Failures()
-    options = _Edit(fader, values, shifts, choice, not no_align, requested, as_json, quiet, failures)
+    options = _Edit(fader, models, values, shifts, choice, not no_align, requested, as_json, quiet, failures)
     written = _edit_photos(options, photos, targets, file_format)
     written += _edit_clips(
         options, clips, targets, crf=crf, preset=preset, partial=partial, allow_no_face=allow_no_face
@@ -210,7 +215,8 @@ def edit(
 class _Edit:
     """What `fader edit` does to every input, and how it reports."""
 
-    fader: Any
+    fader: Any  # an api.Fader, or for --engine onnx an onnxrun.OnnxFader
+    models: list[str]  # what the records name as the models
     values: dict[str, float]
     shifts: dict[str, float]
     face: str | int
@@ -219,6 +225,17 @@ class _Edit:
     as_json: bool
     quiet: bool
     failures: Failures
+
+
+def _onnx_model(models: list[str] | None, precision: str, *, device: str, **settings):
+    """--engine onnx: the one exported model --model names (onnxrun.OnnxFader, no torch)."""
+    from fadercli.onnxrun import OnnxFader
+
+    if not models or len(models) != 1:
+        raise UsageError("--engine onnx needs one --model: an exported model (FILE.analyse.onnx, or its folder)")
+    if precision not in ("auto", "fp32"):
+        raise UsageError("--engine onnx runs the exported float32 graphs: drop --precision")
+    return OnnxFader.load(models[0], device=device, **settings)
 
 
 def _edit_photos(edit: _Edit, photos: list[Path], targets: dict[Path, Path], file_format: str | None) -> int:
@@ -255,7 +272,7 @@ def _edit_photos(edit: _Edit, photos: list[Path], targets: dict[Path, Path], fil
                     "output": str(target),
                     "faces": faces,
                     "values": edit.requested,
-                    "models": [m.loaded.source for m in edit.fader.models],
+                    "models": edit.models,
                     "seconds": round(seconds, 3),
                 }
                 typer.echo(json.dumps(record))
@@ -298,7 +315,7 @@ def _edit_clips(edit: _Edit, clips: list[Path], targets: dict[Path, Path], **set
                 "size": list(result.size),
                 "tracks": [t.to_dict() for t in result.tracks],
                 "values": edit.requested,
-                "models": [m.loaded.source for m in edit.fader.models],
+                "models": edit.models,
                 "seconds": round(result.seconds, 3),
             }
             typer.echo(json.dumps(record))

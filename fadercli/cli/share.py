@@ -7,6 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from fadercli.cli.shared import choice, plain
+
+ExportFormat = choice("ExportFormat", ("hub", "onnx"))
 Run = Annotated[Path, typer.Argument(help="A run folder written by `fader train`.", show_default=False)]
 License = Annotated[
     str,
@@ -19,18 +22,55 @@ License = Annotated[
 
 
 def export(
-    run: Run,
-    dest: Annotated[Path, typer.Argument(help="The folder to write (new or empty).", show_default=False)],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="--format hub: a run folder written by `fader train`. --format onnx: any --model spec (a run"
+            " folder, a .safetensors file, a registry name, hf://OWNER/NAME[@REVISION], ...).",
+            show_default=False,
+            metavar="MODEL",
+        ),
+    ],
+    dest: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="The folder to write: new or empty for hub; for onnx, default: beside a local model's weights.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="hub: a Hub-ready folder (weights, model card, preview); onnx: the model as ONNX graphs that"
+            " onnxruntime runs anywhere, without PyTorch (the `onnx` extra; docs/models.md).",
+            case_sensitive=False,
+        ),
+    ] = ExportFormat["hub"],
     repo: Annotated[
         Optional[str], typer.Option("--repo", help="OWNER/NAME the card's usage lines name.", show_default=False)
     ] = None,
     license: License = "other",
-    force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a folder that is not empty; overwrite ONNX files.")
+    ] = False,
 ) -> None:
-    """Write a Hub-ready folder: the weights, the model card (README.md with the Hub's metadata and the run's evaluation) and a preview image."""
-    from fadercli.share.export import export_run
+    """Write a model for sharing: a Hub-ready folder (the weights, any ONNX export beside them, the model card with the run's evaluation, a preview image), or with --format onnx the model as ONNX graphs; prints the paths written."""
+    from fadercli.errors import UsageError
 
-    for path in export_run(run, dest, repo_id=repo, license=license, force=force):
+    if plain(fmt) == "onnx":
+        from fadercli.share.onnx_export import export_onnx
+
+        if repo is not None or license != "other":
+            raise UsageError("--repo and --license are for the Hub folder (--format hub)")
+        written = export_onnx(model, dest, force=force)
+    else:
+        from fadercli.share.export import export_run
+
+        if dest is None:
+            raise UsageError("give the folder to write: fader export RUN DIR")
+        written = export_run(Path(model), dest, repo_id=repo, license=license, force=force)
+    for path in written:
         typer.echo(str(path))
 
 

@@ -89,14 +89,16 @@ MaxFaces = Annotated[
     typer.Option("--max-faces", help="Faces edited per photo, the largest first (default 64).", show_default=False),
 ]
 
-# `fader edit --engine ray` (cli/scale.py): the options of the Ray panel.
-Engine = choice("Engine", ("local", "ray"))
+# `fader edit --engine`: this process, a Ray cluster (cli/scale.py, and the options of the Ray panel),
+# or an exported ONNX model on onnxruntime (onnxrun.py).
+Engine = choice("Engine", ("local", "ray", "onnx"))
 RayEngine = Annotated[
     Engine,
     typer.Option(
         "--engine",
-        help="local: this process; ray: a Ray cluster (images only; the `ray` extra), see docs/batch.md.",
-        rich_help_panel="Ray",
+        help="local: this process; ray: a Ray cluster (images only; the `ray` extra), see docs/batch.md; onnx:"
+        " an exported ONNX model (--model) on onnxruntime, without PyTorch (images only; the `onnx` extra),"
+        " see docs/models.md.",
     ),
 ]
 RayAddress = Annotated[

@@ -12,17 +12,16 @@ track's known values (`at_own_values`).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from fadercli import say
-from fadercli.attributes import AttributeSet, did_you_mean, nothing_to_edit
+from fadercli.attributes import AttributeSet
 from fadercli.devices import Precision, pick_precision
+from fadercli.engine import plans
 from fadercli.errors import DownloadError, ModelError, UsageError
-from fadercli.limits import MAX_VALUE
 from fadercli.net.editor import Editor, compose
 from fadercli.net.model import AutoEncoder
 from fadercli.net.tensors import resize
@@ -105,16 +104,8 @@ class Chain:
 
     def owner(self, name: str) -> tuple[Model, str]:
         """The first model that edits attribute `name` (case-insensitive), and the name as it spells it."""
-        for model in self.models:
-            for a in model.attributes:
-                if a.name.lower() == name.lower():
-                    return model, a.name
-        names = self.attributes
-        what = "this model edits" if len(self.models) == 1 else "these models edit"
-        raise UsageError(
-            f"unknown attribute {name!r}: {what} {', '.join(names)}.{did_you_mean(name, names)}",
-            code="unknown_attribute",
-        )
+        index, canonical = plans.owner([m.attributes for m in self.models], name)
+        return self.models[index], canonical
 
     def slider_range(self, name: str) -> tuple[float, float]:
         """The recommended range of an attribute (the model's metadata, weights.format's policy)."""
@@ -124,31 +115,8 @@ class Chain:
     def plan(self, values: Mapping[str, float] | None, shift: Mapping[str, float] | None) -> list[Step]:
         """What each model does, in model order; UsageError for unknown names, impossible values, or
         nothing to do."""
-        steps: dict[int, Step] = {}
-        seen: set[str] = set()
-        for kind, given in (("set", values or {}), ("shift", shift or {})):
-            for name, value in given.items():
-                model, canonical = self.owner(name)
-                if canonical in seen:
-                    raise UsageError(f"{canonical} is given more than once (set it or shift it, once)")
-                seen.add(canonical)
-                value = float(value)
-                if not math.isfinite(value) or abs(value) > MAX_VALUE:
-                    raise UsageError(f"{canonical}: {value:g} is not a number from -{MAX_VALUE} to {MAX_VALUE}")
-                attribute = model.attributes.attributes[model.attributes.index(canonical)]
-                if (
-                    kind == "set"
-                    and not attribute.binary
-                    and (value != round(value) or not 0 <= value < attribute.n_categories)
-                ):
-                    raise UsageError(
-                        f"{canonical} takes a category index from 0 to {attribute.n_categories - 1}, got {value:g}"
-                    )
-                step = steps.setdefault(self.models.index(model), Step(model, {}, {}))
-                (step.absolute if kind == "set" else step.shift)[canonical] = value
-        if not steps:
-            raise nothing_to_edit()
-        return [steps[i] for i in sorted(steps)]
+        planned = plans.plan([m.attributes for m in self.models], values, shift)
+        return [Step(self.models[i], absolute, shifted) for i, absolute, shifted in planned]
 
     # ------------------------------------------------------------ running the steps
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -353,6 +354,24 @@ def from_array(rgb: np.ndarray) -> Photo:
         raise InputError(f"expected an H x W x 3 (RGB) or H x W (grey) array, got shape {array.shape}")
     mode = "L" if array.shape[2] == 1 else "RGB"
     return Photo(np.ascontiguousarray(array), mode, source_mode=mode)
+
+
+# What the Python API and the ONNX runner take as an image: a path, a Photo, a PIL image or an array.
+ImageLike = Union[str, os.PathLike, Photo, Image.Image, np.ndarray]
+
+
+def as_photo(image: ImageLike, limits: Limits = DEFAULT_LIMITS) -> Photo:
+    """A Photo from a file path (read through the gate, within `limits`), a PIL image, an H x W (x 3)
+    uint8/uint16 array, or a Photo."""
+    if isinstance(image, Photo):
+        return image
+    if isinstance(image, Image.Image):
+        return from_pil(image)
+    if isinstance(image, np.ndarray):
+        return from_array(image)
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image, limits=limits)
+    raise TypeError(f"cannot read an image from a {type(image).__name__}")
 
 
 def centre_square(width: int, height: int) -> tuple[int, int, int, int]:

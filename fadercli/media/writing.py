@@ -152,3 +152,13 @@ def _encode_16bit_colour_png(photo: Photo) -> bytes:
     if not ok:
         raise OutputError("cannot encode a 16-bit PNG")
     return data.tobytes()
+
+
+def like(photo: Photo, source: object) -> Photo | Image.Image | np.ndarray:
+    """An edited photo as the same kind of thing as its source was (media.images.ImageLike): a PIL
+    image for a PIL image, an array of the source's shape for an array, else the Photo (a file's)."""
+    if isinstance(source, Image.Image):
+        return to_pil(photo)
+    if isinstance(source, np.ndarray):
+        return photo.pixels[..., 0] if source.ndim == 2 else photo.pixels
+    return photo

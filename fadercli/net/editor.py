@@ -8,7 +8,7 @@ returns the input exactly, and detail the model cannot draw (texture, hair, back
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -105,31 +105,10 @@ class Editor:
 
     @torch.inference_mode()
     def estimate(self, x: torch.Tensor, features: list[torch.Tensor] | None = None, passes: int = 1) -> torch.Tensor:
-        """Each face's own slider values: those whose reconstruction matches it best.
-
-        A coordinate search: per attribute, a grid of values (others held), then a parabola
-        through the best grid point and its neighbours. Categorical attributes take the best index.
-        """
+        """Each face's own slider values: those whose reconstruction matches it best (`search`)."""
         x = x.to(self.device)
         features = features if features is not None else self.encode(x)
-        n = len(x)
-        values = torch.tensor([0.5 if a.binary else 0.0 for a in self.attributes], device=self.device).repeat(n, 1)
-        for _ in range(passes):
-            for i, a in enumerate(self.attributes):
-                if a.binary:
-                    grid = torch.linspace(*SEARCH_RANGE, SEARCH_GRID, device=self.device)
-                else:
-                    grid = torch.arange(a.n_categories, device=self.device, dtype=torch.float32)
-                k = len(grid)
-                trial = values.repeat_interleave(k, 0)
-                trial[:, i] = grid.repeat(n)
-                errors = self._errors(x, features, trial).view(n, k)
-                best = errors.argmin(1)
-                chosen = grid[best]
-                if a.binary:
-                    chosen = chosen + _parabola_offset(errors, best) * (grid[1] - grid[0])
-                values[:, i] = chosen
-        return values
+        return search(self.attributes, len(x), lambda trial: self._errors(x, features, trial), self.device, passes)
 
     def _errors(self, x: torch.Tensor, features: list[torch.Tensor], trial: torch.Tensor) -> torch.Tensor:
         """MSE to its face of each trial decode; trial rows come k per face. Batched so memory stays
@@ -187,12 +166,9 @@ class Editor:
         features, estimate, recon = analysis
         x = x.to(self.device)
         target = self.values_for(estimate, absolute, shift)
-        same = (target == estimate).all(1)
-        if same.all():
+        if (target == estimate).all():
             return x, estimate, target
-        out = compose(x, recon, self.decode(features, target))
-        out[same] = x[same]
-        return out, estimate, target
+        return finish(x, recon, self.decode(features, target), estimate, target), estimate, target
 
     @torch.inference_mode()
     def sweep(
@@ -215,6 +191,51 @@ class Editor:
         decoded = self.decode([f.repeat_interleave(k, 0) for f in features], trial)
         out = compose(x.repeat_interleave(k, 0), recon.repeat_interleave(k, 0), decoded)
         return out.view(len(x), k, *x.shape[1:])
+
+
+def search(
+    attributes: AttributeSet,
+    n: int,
+    errors: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | str = "cpu",
+    passes: int = 1,
+) -> torch.Tensor:
+    """The coordinate search for `n` faces' own values (n, n_attributes): per attribute, a grid of
+    values (the others held), then a parabola through the best grid point and its neighbours;
+    categorical attributes take the best index. `errors(trial)` scores trial values (k rows per face,
+    in face order) by how far their decode is from the face. Written without in-place writes or
+    data-dependent branches, so the exported ONNX graph traces this very code (share/onnx.py)."""
+    values = torch.tensor([0.5 if a.binary else 0.0 for a in attributes], device=device).expand(n, -1)
+    for _ in range(passes):
+        for i, a in enumerate(attributes):
+            if a.binary:
+                grid = torch.linspace(*SEARCH_RANGE, SEARCH_GRID, device=values.device)
+            else:
+                grid = torch.arange(a.n_categories, device=values.device, dtype=torch.float32)
+            k = len(grid)
+            trial = values[:, None, :].expand(n, k, -1)
+            trial = _with_column(trial, i, grid.expand(n, k)).reshape(n * k, -1)
+            scores = errors(trial).view(n, k)
+            best = scores.argmin(1)
+            chosen = grid[best]
+            if a.binary:
+                chosen = chosen + _parabola_offset(scores, best) * (grid[1] - grid[0])
+            values = _with_column(values, i, chosen)
+    return values
+
+
+def finish(
+    x: torch.Tensor, recon: torch.Tensor, decoded: torch.Tensor, estimate: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """An edit as shown: `compose`d, and the input itself for a face given its own values (compose
+    would be off by rounding there)."""
+    same = (target == estimate).all(1)
+    return torch.where(same[:, None, None, None], x, compose(x, recon, decoded))
+
+
+def _with_column(values: torch.Tensor, i: int, column: torch.Tensor) -> torch.Tensor:
+    """`values` (..., n_attributes) with attribute i replaced by `column` (...), as a new tensor."""
+    return torch.cat([values[..., :i], column[..., None].to(values.dtype), values[..., i + 1 :]], -1)
 
 
 def _parabola_offset(errors: torch.Tensor, best: torch.Tensor) -> torch.Tensor:

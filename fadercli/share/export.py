@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fadercli.errors import InputError, OutputError, UsageError, import_extra
+from fadercli.errors import InputError, ModelError, OutputError, UsageError, import_extra
 from fadercli.files import atomic_path
 from fadercli.train.card import CARD_FILE, PREVIEW_FILE, write_card
 from fadercli.weights.registry import MODEL_FILE, RUN_CLASSIFIER
@@ -23,8 +23,9 @@ def check_repo_id(repo_id: str) -> str:
 
 def export_run(run: Path, dest: Path, *, repo_id: str | None = None, license: str = "other", force: bool = False):
     """Write `dest` with the run's model.safetensors, its classifier.safetensors (when the run has one:
-    edits then get estimates and `inspect` probabilities), README.md (the model card) and preview.png
-    (the run's latest preview grid); the paths written. `dest` must be new or empty unless `force`."""
+    edits then get estimates and `inspect` probabilities), its ONNX export (when `fader export RUN
+    --format onnx` made one), README.md (the model card) and preview.png (the run's latest preview
+    grid); the paths written. `dest` must be new or empty unless `force`."""
     run, dest = Path(run), Path(dest)
     if not (run / MODEL_FILE).is_file():
         raise InputError(f"{run}: no {MODEL_FILE} (not a finished training run)")
@@ -40,6 +41,8 @@ def export_run(run: Path, dest: Path, *, repo_id: str | None = None, license: st
     sources = {MODEL_FILE: run / MODEL_FILE}
     if (run / RUN_CLASSIFIER).is_file():
         sources[RUN_CLASSIFIER] = run / RUN_CLASSIFIER
+    onnx = _onnx_export(run)
+    sources |= {path.name: path for path in onnx}
     preview = _latest_preview(run)
     if preview is not None:
         sources[PREVIEW_FILE] = preview
@@ -48,8 +51,30 @@ def export_run(run: Path, dest: Path, *, repo_id: str | None = None, license: st
         with atomic_path(dest / name) as tmp:
             shutil.copyfile(source, tmp)
         written.append(dest / name)
-    card = write_card(run, dest / CARD_FILE, repo_id=repo_id, license=license, preview=preview is not None)
+    card = write_card(
+        run, dest / CARD_FILE, repo_id=repo_id, license=license, preview=preview is not None, onnx=bool(onnx)
+    )
     return [*written, card]
+
+
+def _onnx_export(run: Path) -> list[Path]:
+    """The run's ONNX files (onnxrun.exported_paths), if it has an export; ModelError for one that is
+    incomplete or was made from other weights than the run's model.safetensors (a run trained on)."""
+    from fadercli.onnxrun import Contract, exported_paths
+    from fadercli.weights.download import sha256_file
+
+    paths = exported_paths(run, Path(MODEL_FILE).stem)
+    present = [path for path in paths.values() if path.is_file()]
+    if not present:
+        return []
+    again = f"export it again: fader export {run} --format onnx --force"
+    if len(present) < len(paths):
+        missing = next(path for path in paths.values() if not path.is_file())
+        raise ModelError(f"{run}: its ONNX export is incomplete ({missing.name} is missing): {again}")
+    contract = Contract.parse(paths["manifest"].read_text(encoding="utf-8"), str(paths["manifest"]))
+    if contract.data["model"].get("sha256") != sha256_file(run / MODEL_FILE):
+        raise ModelError(f"{run}: its ONNX export was made from other weights than its {MODEL_FILE}: {again}")
+    return list(paths.values())
 
 
 def _latest_preview(run: Path) -> Path | None:

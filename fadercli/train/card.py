@@ -19,12 +19,15 @@ from fadercli.weights.registry import MODEL_FILE
 
 CARD_FILE = "README.md"
 PREVIEW_FILE = "preview.png"
+DOCS = "https://github.com/fadercli/fader/blob/main/docs"  # the project's documentation, as pyproject names it
 TAGS = ("fader-networks", "face-editing", "image-to-image", "pytorch", "fadercli")
 
 
-def model_card(run: Path, repo_id: str | None = None, license: str = "other", preview: bool = False) -> str:
+def model_card(
+    run: Path, repo_id: str | None = None, license: str = "other", preview: bool = False, onnx: bool = False
+) -> str:
     """The card's text for a run folder; `repo_id` (OWNER/NAME) for the usage lines, `preview` when a
-    preview.png sits beside it."""
+    preview.png sits beside it, `onnx` when its ONNX export does (`fader export RUN --format onnx`)."""
     run = Path(run)
     loaded = load_model(run / MODEL_FILE, kind="fader")
     info = _run_info(run)
@@ -79,7 +82,8 @@ def model_card(run: Path, repo_id: str | None = None, license: str = "other", pr
         lines.append(
             f"| {name} | {low:g} to {high:g} | {percent(with_.get('train'))} / {percent(with_.get('validation'))} |"
         )
-    lines += ["", *_evaluation(report, evaluation), *_training(info, loaded.training)]
+    lines += ["", *(_onnx(attributes[0]) if onnx else []), *_evaluation(report, evaluation)]
+    lines += _training(info, loaded.training)
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +92,30 @@ def write_card(run: Path, dest: Path, **options) -> Path:
     with atomic_path(Path(dest)) as tmp:
         tmp.write_text(model_card(run, **options), encoding="utf-8")
     return Path(dest)
+
+
+def _onnx(attribute: str) -> list[str]:
+    """How to run the ONNX export that sits beside the weights (onnxrun.py; docs/models.md)."""
+    stem = Path(MODEL_FILE).stem
+    return [
+        "## Without PyTorch: ONNX",
+        "",
+        f"`{stem}.analyse.onnx` and `{stem}.render.onnx` are this model as ONNX graphs (float32, any batch)"
+        " that onnxruntime runs on a CPU, CUDA, or WebGPU in a browser; `analyse` finds each aligned"
+        " face's own values and reconstruction, `render` draws the face at the values you give and composes the"
+        f" edit. `{stem}.onnx.json` (also in each graph's metadata, key `fader`) holds their contract: the"
+        " attributes and slider ranges, the image size and value range, the crop template, the paste-back mask."
+        " To edit a photo with onnxruntime, OpenCV and numpy, without torch (download the three files first):",
+        "",
+        "```bash",
+        "pip install --no-deps fadercli",
+        'pip install onnxruntime numpy pillow opencv-python-headless "typer<0.29" rich platformdirs requests urllib3 filelock',
+        f"fader edit photo.jpg --engine onnx --model {stem}.analyse.onnx --set {attribute}=1",
+        "```",
+        "",
+        f"The files' contract, for a runner of your own: {DOCS}/models.md#onnx",
+        "",
+    ]
 
 
 def _evaluation(report: dict, entry: dict | None) -> list[str]:

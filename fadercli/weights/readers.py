@@ -29,4 +29,8 @@ def load_file(path: Path, kind: str | None = None) -> LoadedModel:
         from fadercli.weights.checkpoints import load_checkpoint_model
 
         return load_checkpoint_model(path, kind)
+    if suffix == ".onnx":  # an export (or YuNet): only the onnx engine runs graphs
+        raise ModelError(
+            f"{path}: an ONNX model, which only --engine onnx runs (fader edit --engine onnx --model FILE)"
+        )
     raise ModelError(f"{path}: not a model file fader reads (expected {' or '.join(READERS)})")
