@@ -1,9 +1,36 @@
-"""Progress bars on stderr, drawn only at a terminal (rich is imported only when one is drawn)."""
+"""Progress bars on stderr, drawn only at a terminal (rich is imported only when one is drawn); and
+checkpoints, the points between the stages of long work where other work may be let in first."""
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
+
+_hooks = threading.local()
+
+
+def checkpoint() -> None:
+    """Mark the end of a stage of long work (a detection pass, a tile, a face looked at again). Work
+    that installed a hook on this thread (`checkpoints`) runs it here: `fader serve` lets a waiting
+    slider render or camera frame in before the rest of an upload's analysis. Elsewhere, nothing."""
+    hook = getattr(_hooks, "hook", None)
+    if hook is not None:
+        hook()
+
+
+@contextmanager
+def checkpoints(hook: Callable[[], None] | None) -> Iterator[None]:
+    """Call `hook` at every checkpoint() reached on this thread inside the block (None: none are,
+    say for work the hook itself runs)."""
+    previous = getattr(_hooks, "hook", None)
+    _hooks.hook = hook
+    try:
+        yield
+    finally:
+        _hooks.hook = previous
 
 
 class _Silent:

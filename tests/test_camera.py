@@ -239,9 +239,9 @@ def test_a_client_that_leaves_frees_its_work_at_once(toy_runs, gate):
             again.receive_text()
             gate["release"].set()
             deadline = time.monotonic() + 30
-            while work._pending and time.monotonic() < deadline:
+            while work.pending and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert work._pending == 0
+            assert work.pending == 0
             again.send_bytes(_frame(5, frame, {"Smiling": 2.0}))
             assert _reply(again)[0]["seq"] == 5
     assert gate["edited"] == [{"Smiling": 0.0}, {"Smiling": 2.0}]  # frame 1 was never edited

@@ -30,6 +30,7 @@ from fadercli.errors import ModelError, UsageError
 from fadercli.faces.geometry import Face, _apply, _crop_matrix, _warp, template
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.media.images import Photo
+from fadercli.progress import checkpoint
 
 # Faces are kept by the score of the second look (see _refine). Measured (docs/experiments.md,
 # "Faces"): true faces 0.76-0.94 (cut by the border, tiny, grainy, greyscale, rolled), 0.8 and more
@@ -130,6 +131,7 @@ def _run_tiled(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
     for y in range(0, max(h - TILE_OVERLAP, 1), stride):
         for x in range(0, max(w - TILE_OVERLAP, 1), stride):
             found = _run(detector, bgr[y : y + TILE, x : x + TILE], threshold)
+            checkpoint()
             found[:, [0, 4, 6, 8, 10, 12]] += x
             found[:, [1, 5, 7, 9, 11, 13]] += y
             rows.append(found)
@@ -162,6 +164,7 @@ def _candidates(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
         found[:, [1, 5, 7, 9, 11, 13]] = (found[:, [1, 5, 7, 9, 11, 13]] + 0.5) * sy - 0.5
         found[:, [2, 3]] *= (sx, sy)
         rows.append(found)
+        checkpoint()
     return _suppress(np.concatenate(rows))
 
 
@@ -344,7 +347,10 @@ def find_faces(
         candidates = candidates[
             np.sort(np.argsort(-candidates[:, 2] * candidates[:, 3], kind="stable")[: 2 * max_faces])
         ]
-    refined = [_refine(detector, bgr, candidate) for candidate in candidates]
+    refined = []
+    for candidate in candidates:
+        refined.append(_refine(detector, bgr, candidate))
+        checkpoint()
     refined = np.array([r for r in refined if r is not None and r[14] >= threshold]).reshape(-1, 15)
     faces = []
     # Two candidates (say, a face and a part of it) can settle on the same face.
