@@ -1,8 +1,10 @@
 """Progress bars on stderr, drawn only at a terminal (rich is imported only when one is drawn); and
-checkpoints, the points between the stages of long work where other work may be let in first."""
+for long work that runs beside work someone watches: checkpoints, the points between its stages
+where other work may be let in first, and a lower CPU priority for the threads that run it."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +21,20 @@ def checkpoint() -> None:
     hook = getattr(_hooks, "hook", None)
     if hook is not None:
         hook()
+
+
+BACKGROUND_NICE = 10  # CFS gives a thread at nice 10 about a tenth of a core shared with one at 0
+
+
+def lower_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux, where niceness is a thread's: nice +10), for
+    a thread that runs work no one is waiting on from one moment to the next; elsewhere, or where
+    the system refuses, nothing. It cannot be raised again: give such work threads of its own."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        except OSError:
+            pass
 
 
 @contextmanager

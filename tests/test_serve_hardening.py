@@ -203,6 +203,19 @@ def test_interactive_work_goes_first_and_each_kind_has_its_own_bound():
     assert order == ["slider", "bulk 0", "bulk 1"]  # queued last, run first
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
+def test_with_two_workers_one_is_kept_for_interactive_work_and_the_other_runs_in_the_background():
+    from fadercli.serve.work import WorkPool
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    pool = WorkPool(workers=2, waiting=1)
+    lane, other = pool._threads
+    _until(lambda: lane.native_id and other.native_id, "the workers start")
+    _until(lambda: os.getpriority(os.PRIO_PROCESS, other.native_id) == min(19, base + 10), "bulk in the background")
+    assert os.getpriority(os.PRIO_PROCESS, lane.native_id) == base
+    pool.shutdown()
+
+
 def _until(condition, what: str) -> None:
     deadline = time.monotonic() + 60
     while not condition():

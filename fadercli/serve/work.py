@@ -10,8 +10,12 @@ Two kinds of job, and one place that decides which runs next (WorkPool._next):
   reaches (between a detection's passes, tiles and candidate faces, between an upload's decoding,
   detection and estimates, between a sweep's models and cells) its worker first runs the
   interactive jobs waiting then, so none waits behind more than one stage of bulk work, and the
-  bulk job goes on after them. With two workers or more, bulk jobs hold all but one of them: a
-  worker is free for the next interactive job the moment it comes.
+  bulk job goes on after them.
+
+With two workers or more, one of them takes interactive jobs only, so one is free for the next
+the moment it comes, and the others, which take bulk jobs (and interactive ones first when there
+are any), run at a lower CPU priority (progress.lower_priority): on a machine whose cores bulk work
+keeps busy, a slider's render still gets a core at once. With one worker, it takes both kinds.
 
 Each kind has its own bound: a request that would queue more than `waiting` jobs of its kind behind
 the busy threads is answered 503 with Retry-After at once (code `busy`), instead of piling up memory
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from fadercli.errors import FaderError
-from fadercli.progress import checkpoints
+from fadercli.progress import checkpoints, lower_priority
 
 T = TypeVar("T")
 RETRY_AFTER = 2  # seconds a client is asked to wait when the queue is full
@@ -59,13 +63,18 @@ class WorkPool:
         self.capacity = workers + waiting  # jobs of one kind queued or running, at most
         self._queues: dict[str, deque[_Job]] = {INTERACTIVE: deque(), BULK: deque()}
         self._pending = {INTERACTIVE: 0, BULK: 0}  # queued or running, by kind
-        self._bulk_slots = max(1, workers - 1)  # workers bulk jobs may hold at once
-        self._bulk_running = 0
         self._running: set[Future] = set()
         self._ready = threading.Condition()
         self._closed = False
+        # Worker 0 of several is the interactive lane; the others take bulk work too, in the background.
         self._threads = [
-            threading.Thread(target=self._work, name=f"fader-model-{i}", daemon=True) for i in range(workers)
+            threading.Thread(
+                target=self._work,
+                args=(workers == 1 or i > 0, workers > 1 and i > 0),
+                name=f"fader-model-{i}",
+                daemon=True,
+            )
+            for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -88,35 +97,29 @@ class WorkPool:
                 )
             self._pending[kind] += 1
             self._queues[kind].append(_Job(future, fn, args, kind))
-            self._ready.notify()
+            self._ready.notify_all()  # the lane takes no bulk job: wake every worker
         return await asyncio.wrap_future(future)
 
-    def _next(self) -> _Job | None:
-        """The job a free worker takes (the lock held): the oldest interactive one; else the oldest
-        bulk one, if bulk jobs do not hold all their workers already."""
-        if self._queues[INTERACTIVE]:
-            return self._queues[INTERACTIVE].popleft()
-        if self._queues[BULK] and self._bulk_running < self._bulk_slots:
-            self._bulk_running += 1
-            return self._queues[BULK].popleft()
+    def _next(self, bulk: bool) -> _Job | None:
+        """The job a free worker takes (the lock held): the oldest interactive one; else, for a
+        worker that takes bulk work, the oldest bulk one."""
+        for kind in (INTERACTIVE, BULK) if bulk else (INTERACTIVE,):
+            if self._queues[kind]:
+                return self._queues[kind].popleft()
         return None
 
-    def _work(self) -> None:
+    def _work(self, bulk: bool, background: bool) -> None:
+        if background:
+            lower_priority()
         while True:
             with self._ready:
-                job = self._next()
+                job = self._next(bulk)
                 while job is None and not self._closed:
                     self._ready.wait()
-                    job = self._next()
+                    job = self._next(bulk)
             if job is None:
                 return
-            try:
-                self._run(job)
-            finally:
-                if job.kind == BULK:
-                    with self._ready:
-                        self._bulk_running -= 1
-                        self._ready.notify_all()
+            self._run(job)
 
     def _run(self, job: _Job) -> None:
         future = job.future
