@@ -43,7 +43,6 @@ import numpy as np
 
 from fadercli import faces as facelib
 from fadercli.media.images import from_array, to_uint8
-from fadercli.progress import lower_priority
 
 DETECT_EVERY = 10  # frames between full detections (a new face is followed back over them)
 MISSED_EVERY = 3  # ... or this many, when a look has just missed a face (a face found and lost in turn)
@@ -245,10 +244,11 @@ class SceneCuts:
 
 @functools.lru_cache(maxsize=1)
 def detections() -> Executor:
-    """The thread the full detections of live streams run on, beside their frames, at a lower CPU
-    priority than theirs (one for every stream in a process: a detection waits for another
-    stream's at worst, and a stream asks for none while its last one runs)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fader-detect", initializer=lower_priority)
+    """The thread the full detections of live streams run on, beside their frames (one for every
+    stream in a process: a detection waits for another stream's at worst, and a stream asks for
+    none while its last one runs). At the frames' own priority: a stream shows no face until its
+    first detection is done, and new faces none until theirs."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fader-detect")
 
 
 class Tracker:
