@@ -231,6 +231,7 @@ def test_frames_come_back_edited_with_the_values_they_carry(client):
     with client.websocket_connect(URL) as socket:
         hello = json.loads(socket.receive_text())
         assert hello["side"] == 320 and hello["fps"] == camera.MAX_FPS and hello["max_bytes"] == camera.MAX_FRAME_BYTES
+        assert hello["max_pixels"] == camera.MAX_FRAME_PIXELS
         assert [a["name"] for a in hello["attributes"]] == ["Smiling"]
         socket.send_bytes(_frame(0, frame))
         header, plain = _reply(socket)

@@ -11,9 +11,9 @@ Guard checks the socket's Host, Origin and token as it does every request's. A c
 leaves takes its work with it: the frame waiting is dropped, a job not started is cancelled, and
 its tracks are let go. Frames live in memory only, for the time their edit takes.
 
-Messages: the server's first is text, JSON: {"side", "fps", "max_bytes", "attributes"}: the
-longer side to scale frames to (what the models need: three times the largest model's crop,
-from 320 to 960), the rate and size bounds and the attributes. Later text messages, {"side": n},
+Messages: the server's first is text, JSON: {"side", "fps", "max_bytes", "max_pixels",
+"attributes"}: the longer side to scale frames to (what the models need: three times the largest
+model's crop, from 320 to 960), the rate and size bounds and the attributes. Later text messages, {"side": n},
 ask for frames of another size: more pixels when the faces shown are smaller than the models'
 crop (up to ASK_MAX_SIDE, within the frame bounds), fewer again when they have grown (never
 fewer than the first side); a client sends frames no larger than its camera's. Then each frame, binary: a 4-byte
@@ -250,6 +250,7 @@ async def _serve(socket: WebSocket, fader, work: WorkPool, limits: Limits, pool:
                 "side": side,
                 "fps": MAX_FPS,
                 "max_bytes": MAX_FRAME_BYTES,
+                "max_pixels": MAX_FRAME_PIXELS,
                 "attributes": pool.attributes(),
             }
         )

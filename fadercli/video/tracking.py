@@ -55,8 +55,9 @@ MIN_FRAMES = 3  # shorter tracks are dropped: a face seen in one or two frames w
 UNSURE_SECONDS = 1.0
 RECENT_BYTES = 200e6  # frames kept to follow new faces back in (4K: 8 frames)
 MASK_MARGIN = 0.1  # tracked faces are blanked out for a full detection with this margin (x the box)
-# A detection beside a stream lands frames after the one it searched: a face it found is looked for
-# this far (x its eye distance) from where it was, about as far as the look's window reaches.
+# A second try looks this far (x the eye distance) from where it looks, about as far as the look's
+# window reaches: for a face a detection beside the stream found frames before, or where a moving
+# face's speed took it when the look framed for a still one missed it.
 CATCH_UP = 1.5
 SAME_FACE = 0.3  # box overlap (intersection over union) that matches a detection to a track
 DUPLICATE = 0.5  # two tracks overlapping this much follow the same face: the younger one ends
