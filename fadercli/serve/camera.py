@@ -14,7 +14,7 @@ its tracks are let go. Frames live in memory only, for the time their edit takes
 Messages: the server's first is text, JSON: {"side", "fps", "max_bytes", "max_pixels",
 "attributes"}: the longer side to scale frames to (what the models need: three times the largest
 model's crop, from 320 to 960), the rate and size bounds and the attributes. Later text messages, {"side": n},
-ask for frames of another size: more pixels when the faces shown are smaller than the models'
+ask for frames of another size: more pixels when the largest face found is smaller than the models'
 crop (up to ASK_MAX_SIDE, within the frame bounds), fewer again when they have grown (never
 fewer than the first side); a client sends frames no larger than its camera's. Then each frame, binary: a 4-byte
 big-endian length, a JSON header {"seq": n, "values": {name: value}} and a JPEG; each is answered,
@@ -127,7 +127,7 @@ def side_for(model_size: int) -> int:
 
 
 class Sides:
-    """The side a client is asked to send frames at: enough pixels that the smallest face shown is
+    """The side a client is asked to send frames at: enough pixels that the largest face found is
     not enlarged into the models' crop (LiveFrame.zoom), from the first side up to ASK_MAX_SIDE."""
 
     def __init__(self, first: int):

@@ -46,9 +46,10 @@ class LiveFrame:
     image: np.ndarray  # H x W x 3 uint8 RGB
     faces: list[LiveFace]
     seconds: float
-    # How much the smallest face found in the frame is enlarged into the models' crop (crop pixels
-    # per frame pixel; None: no face): above 1, the frame is smaller than the models see faces, and a sender
-    # that can send that many times more pixels a side gives them a sharper face.
+    # How much the largest face found in the frame is enlarged into the models' crop (crop pixels
+    # per frame pixel; None: no face): above 1, a sender that can send that many times more pixels
+    # a side gives the models a sharper face. The largest: a small face in the background, or a
+    # false one, does not decide.
     zoom: float | None = None
 
 
@@ -128,7 +129,7 @@ class LiveEditor:
                 facelib.Face(box, tuple(map(tuple, follow.points.reshape(5, 2))), 1.0), self.chain.size
             )
             if track.frames[-1] == t:  # faces in the picture now: not one lost, fading out
-                zoom = max(zoom or 0.0, float(np.sqrt(abs(np.linalg.det(alignment.m[:, :2])))))
+                zoom = min(zoom or np.inf, float(np.sqrt(abs(np.linalg.det(alignment.m[:, :2])))))
             if target is not None:
                 edits.append((alignment, own, weight))
         if edits:
