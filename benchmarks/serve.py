@@ -102,17 +102,23 @@ def request(url: str, body: bytes, content_type: str) -> tuple[int, bytes, dict,
     return response.status, data, {k.lower(): v for k, v in response.getheaders()}, time.perf_counter() - started
 
 
-def upload(url: str) -> dict:
+def post_photo(url: str, data: bytes, name: str, content_type: str) -> tuple[int, bytes, float]:
+    """POST /api/photos with the file as the page sends it: status, answer, seconds."""
     boundary = "fader-benchmark"
     body = (
         (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="astronaut.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
         ).encode()
-        + PHOTO.read_bytes()
+        + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    status, data, _, _ = request(f"{url}api/photos", body, f"multipart/form-data; boundary={boundary}")
+    status, answer, _, seconds = request(f"{url}api/photos", body, f"multipart/form-data; boundary={boundary}")
+    return status, answer, seconds
+
+
+def upload(url: str) -> dict:
+    status, data, _ = post_photo(url, PHOTO.read_bytes(), "astronaut.png", "image/png")
     if status != 201:
         raise SystemExit(f"upload failed: {status} {data[:200]!r}")
     return json.loads(data)
@@ -149,14 +155,22 @@ def latency(server: Server, n: int) -> dict:
     }
 
 
-def drag(server: Server, seconds: float) -> float:
-    """The page's loop: the slider moves every 16 ms; when a render is back, the newest value goes."""
-    photo = upload(server.url)["id"]
-    started, done = time.perf_counter(), 0
+def slide(url: str, photo: str, seconds: float) -> list[tuple[int, float]]:
+    """The page's loop for one drag of a slider across its range: the thumb moves every 16 ms; when
+    a render is back, the newest value goes (`supersede`). Each render's status and round trip."""
+    started, answers = time.perf_counter(), []
     while (now := time.perf_counter()) - started < seconds:
         value = -1 + 3 * ((now - started) / seconds)  # where the thumb is now
-        status, _, _ = render(server.url, photo, round(value / 0.015) * 0.015, supersede=True)
-        done += status == 200
+        status, _, trip = render(url, photo, round(value / 0.015) * 0.015, supersede=True)
+        answers.append((status, trip))
+    return answers
+
+
+def drag(server: Server, seconds: float) -> float:
+    """Renders a second during a drag."""
+    photo = upload(server.url)["id"]
+    started = time.perf_counter()
+    done = sum(status == 200 for status, _ in slide(server.url, photo, seconds))
     return done / (time.perf_counter() - started)
 
 

@@ -41,13 +41,30 @@ def camera(t: int, size: tuple[int, int], motion: str, face: float) -> np.ndarra
     return m
 
 
-def frames(n: int, size: tuple[int, int], motion: str = "still", face: float = 0.4, cut: int | None = None):
-    """n RGB frames (with `cut`, frames from there on show a picture without a face)."""
+def frames(
+    n: int,
+    size: tuple[int, int],
+    motion: str = "still",
+    face: float = 0.4,
+    cut: int | None = None,
+    *,
+    soft: bool = False,
+):
+    """n RGB frames (with `cut`, frames from there on show a picture without a face). `soft`: as a
+    cheap webcam shows a face far from it: blurred, half the contrast, a fresh sensor grain every
+    frame, and the edges repeated rather than mirrored (a small face mirrored would be several)."""
     source = portrait()
     other = np.asarray(Image.open(ASTRONAUT.parent / "coffee.png").convert("RGB"))
+    grain = np.random.default_rng(0)
     for t in range(n):
         if cut is not None and t >= cut:
             yield np.ascontiguousarray(cv2.resize(other, size, interpolation=cv2.INTER_AREA))
+        elif soft:
+            sharp = cv2.warpAffine(
+                source, camera(t, size, motion, face), size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+            ).astype(np.float32)
+            picture = cv2.GaussianBlur(sharp.mean() + 0.5 * (sharp - sharp.mean()), (0, 0), 1.4)
+            yield np.clip(picture + grain.normal(0, 6, (*picture.shape[:2], 1)), 0, 255).astype(np.uint8)
         else:
             yield cv2.warpAffine(
                 source, camera(t, size, motion, face), size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT

@@ -10,6 +10,7 @@ import json
 import struct
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import clips
 import cv2
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.testclient import WebSocketDenialResponse
 
+from fadercli import faces as facelib
 from fadercli.api import Fader
 from fadercli.serve import camera
 from fadercli.serve.app import Settings, create_app
@@ -39,6 +41,25 @@ def _any_rate(monkeypatch):
     monkeypatch.setattr(camera, "MAX_FPS", 1e6)
 
 
+class AtOnce:
+    """An executor that runs what it is given at once: a full detection asked for beside the stream
+    is done by the time the next frame comes, whatever the machine's load (the thread itself has a
+    test of its own)."""
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:
+            future.set_exception(e)
+        return future
+
+
+@pytest.fixture(autouse=True)
+def _detections_land_at_the_next_frame(monkeypatch):
+    monkeypatch.setattr(tracking, "detections", AtOnce)
+
+
 @pytest.fixture(scope="module")
 def fader(toy_runs):
     return Fader.load(toy_runs["smiling"], device="cpu", quiet=True)
@@ -49,23 +70,27 @@ def fader(toy_runs):
 
 def test_a_stream_is_followed_and_edited_where_its_face_is_without_flicker(fader, monkeypatch):
     monkeypatch.setattr(tracking, "LIVE_HISTORY", 2)
-    frames = list(clips.frames(7, SIZE))
+    frames = list(clips.frames(14, SIZE))
     live = fader.live()
-    first = live.edit(frames[0])  # no values: followed and measured, not edited
-    assert np.array_equal(first.image, frames[0]) and first.image is not frames[0]
-    [face] = first.faces
-    assert face.values is None and set(face.estimated) == {"Smiling"} and face.weight == 1.0
+    first = live.edit(frames[0], at=0.0)  # its full detection runs beside the stream: no face yet
+    assert first.faces == [] and np.array_equal(first.image, frames[0]) and first.image is not frames[0]
+    plain = live.edit(frames[1], at=0.04)  # no values: followed and measured, not edited
+    [face] = plain.faces
+    assert face.values is None and set(face.estimated) == {"Smiling"} and np.array_equal(plain.image, frames[1])
 
-    edited = [live.edit(frame, {"Smiling": 2.0}, at=0.04 * t) for t, frame in enumerate(frames[1:], 1)]
+    edited = [live.edit(frame, {"Smiling": 2.0}, at=0.04 * t) for t, frame in enumerate(frames[2:], 2)]
     assert {f.track for e in edited for f in e.faces} == {face.track}  # one face, followed
-    for e, frame in zip(edited, frames[1:]):
+    weights = [e.faces[0].weight for e in edited]
+    assert weights == sorted(weights) and weights[-4:] == [1.0] * 4  # faded in once, then edited in full
+    for e, frame in zip(edited, frames[2:]):
         [f] = e.faces
-        assert f.values == {"Smiling": 2.0} and f.weight == 1.0  # there from the first frame: no fade in
+        assert f.values == {"Smiling": 2.0}
         change = np.abs(e.image.astype(int) - frame).max(axis=2)
         inside, far = box_masks(f.box, change.shape)
-        assert change[inside].mean() > 2 and not change[far].any()  # the face changes, nothing far from it
+        assert not change[far].any()  # nothing far from the face changes...
+        assert f.weight < 0.05 or change[inside].mean() > 2  # ... and the face does, once faded in
     # A still camera gives still edits: its landmarks filtered and its values measured once settle.
-    assert all(np.array_equal(edited[2].image, e.image) for e in edited[3:])
+    assert all(np.array_equal(edited[-4].image, e.image) for e in edited[-3:])
     # Nothing is kept but what following needs: no frame for following back, a short history.
     [track] = live.tracker.live
     assert len(live.tracker.recent) == 0 and len(track.frames) <= 2 * tracking.LIVE_HISTORY
@@ -90,6 +115,73 @@ def test_a_face_fades_in_when_it_comes_and_out_when_it_goes_and_is_let_go(fader)
     gone = weights[23:]
     assert gone[0] == 1.0 and gone[:6] == sorted(gone[:6], reverse=True) and min(w or 0 for w in gone[:10]) < 0.1
     assert weights[-1] is None and not live.follows and not live.tracker.live and not live.tracker.ended
+
+
+def test_a_small_soft_moving_face_is_edited_in_every_frame_without_fading(fader, tmp_path):
+    """A face about 40 px wide in 320 px frames, soft and grainy as a cheap webcam shows a face far from
+    it, panning: the detector finds it in every frame, and the live editor follows it between its
+    detections at the size the detector found it (it was edited in a third of the frames, fading
+    out a few frames after each detection and in again at the next)."""
+    pan = list(clips.frames(30, SIZE, "pan", face=0.2, soft=True))
+    frames = clips.read_frames(clips.make_clip(tmp_path / "far.mp4", size=SIZE, fps=15, pictures=pan + pan[::-1]))
+    found = [facelib.find_faces(frame) for frame in frames[::3]]
+    assert all(len(faces) == 1 and 30 < faces[0].box[2] < 50 for faces in found), found
+    live = fader.live(fps=15)
+    weights = []
+    for t, frame in enumerate(frames):
+        out = live.edit(frame, {"Smiling": 2.0}, at=t / 15)
+        weights.append(max((f.weight for f in out.faces if f.values), default=0.0))
+    edited = [w > 0 for w in weights]
+    assert sum(edited) >= 0.95 * len(frames), weights
+    first = edited.index(True)
+    full = weights.index(1.0)
+    assert all(edited[first:]) and weights[first:full] == sorted(weights[first:full])  # in once...
+    assert weights[full:] == [1.0] * (len(frames) - full), weights  # ... and never out
+
+
+def test_a_full_detection_runs_beside_the_stream_and_holds_no_frame_back(fader, monkeypatch):
+    one = next(clips.frames(1, SIZE))
+    x, y = int(SIZE[0] / 2 - 45), int(SIZE[1] / 2 - 55)
+    faceless = one.copy()
+    faceless[y : y + 110, x : x + 90] = faceless[y : y + 110, x : x + 90].mean(axis=(0, 1))  # not a cut
+    alone, pair = np.hstack([one, faceless]), np.hstack([one, one])
+    beside = ThreadPoolExecutor(1)
+    monkeypatch.setattr(tracking, "detections", lambda: beside)
+    live = fader.live(fps=25)
+    seq = iter(range(10**6))
+
+    def edit(frame):
+        return live.edit(frame, {"Smiling": 2.0}, at=next(seq) / 25)
+
+    deadline = time.monotonic() + 60
+    while not edit(alone).faces:  # the first detection lands when it is done, the frames going on meanwhile
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    started, release = threading.Event(), threading.Event()
+    find_faces = facelib.find_faces
+
+    def slow(*args, **kwargs):
+        assert threading.current_thread() is not threading.main_thread(), "a frame waits for its detection"
+        started.set()
+        release.wait(60)
+        return find_faces(*args, **kwargs)
+
+    monkeypatch.setattr(facelib, "find_faces", slow)
+    try:
+        for _ in range(tracking.DETECT_EVERY + 1):  # a second face comes; the next detection is asked for...
+            edit(pair)
+        assert started.is_set()
+        # ... and while it runs (held here), frames are edited as they come, the face followed in each.
+        for _ in range(2 * tracking.DETECT_EVERY):
+            out = edit(pair)
+            assert len(out.faces) == 1 and out.faces[0].box[0] < SIZE[0] and out.faces[0].values
+        assert not release.is_set()
+    finally:
+        release.set()
+    while len(edit(pair).faces) < 2:  # the detection done, the second face joins at the next frame
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    beside.shutdown()
 
 
 def test_the_forward_filter_steadies_a_still_face_and_follows_a_moving_one():
@@ -139,15 +231,22 @@ def test_frames_come_back_edited_with_the_values_they_carry(client):
     with client.websocket_connect(URL) as socket:
         hello = json.loads(socket.receive_text())
         assert hello["side"] == 320 and hello["fps"] == camera.MAX_FPS and hello["max_bytes"] == camera.MAX_FRAME_BYTES
+        assert hello["max_pixels"] == camera.MAX_FRAME_PIXELS
         assert [a["name"] for a in hello["attributes"]] == ["Smiling"]
         socket.send_bytes(_frame(0, frame))
         header, plain = _reply(socket)
-        [face] = header["faces"]
-        assert header["seq"] == 0 and face["values"] is None and set(face["estimated"]) == {"Smiling"}
+        assert header["seq"] == 0 and header["faces"] == []  # its detection runs beside the stream
         assert plain.shape == frame.shape and np.abs(plain.astype(int) - frame).mean() < 3  # only JPEG's loss
-        socket.send_bytes(_frame(1, frame, {"Smiling": 2.0}))
+        socket.send_bytes(_frame(1, frame))
+        header, plain = _reply(socket)
+        [face] = header["faces"]
+        assert header["seq"] == 1 and face["values"] is None and set(face["estimated"]) == {"Smiling"}
+        time.sleep(tracking.FADE_SECONDS + 0.05)  # the face, new to the stream, has faded in by the next frame
+        socket.send_bytes(_frame(2, frame, {"Smiling": 2.0}))
         header, edited = _reply(socket)
-        assert header["seq"] == 1 and header["faces"][0]["values"] == {"Smiling": 2.0} and header["server_ms"] > 0
+        [face] = header["faces"]
+        assert header["seq"] == 2 and face["values"] == {"Smiling": 2.0} and face["weight"] == 1.0
+        assert header["server_ms"] > 0
     change = np.abs(edited.astype(int) - plain).max(axis=2)
     inside, far = box_masks(face["box"], change.shape, 1.5)
     assert change[inside].mean() > 2 and not change[far].any()  # the same JPEG blocks far from the face
@@ -182,6 +281,35 @@ def test_bad_frames_are_answered_in_one_line_and_the_stream_goes_on(client, monk
         assert header["seq"] == 7 and edited.shape == frame.shape
 
 
+def test_the_client_is_asked_for_more_pixels_while_the_faces_are_small(client, monkeypatch):
+    monkeypatch.setattr(camera, "ASK_EVERY", 0.0)  # asked as soon as the faces call for it
+
+    def picture(side, face):
+        return next(clips.frames(1, (side, side * 3 // 4), face=face))
+
+    with client.websocket_connect(URL) as socket:
+        assert json.loads(socket.receive_text())["side"] == 320
+        socket.send_bytes(_frame(0, picture(320, 0.1)))  # faces about 24 px tall: under the 64 px crop's
+        assert _reply(socket)[0]["faces"] == []
+        socket.send_bytes(_frame(1, picture(320, 0.1)))
+        side = json.loads(socket.receive_text())["side"]  # asked before the frame's reply
+        header, image = _reply(socket)
+        assert header["seq"] == 1 and header["faces"] and image.shape == (240, 320, 3)
+        assert 320 * camera.ASK_CHANGE <= side <= camera.ASK_MAX_SIDE and side % 32 == 0
+        socket.send_bytes(_frame(2, picture(side, 0.1)))  # the same faces in that many more pixels: enough
+        header, image = _reply(socket)  # (a text message here would fail this: no second ask)
+        assert header["seq"] == 2 and header["faces"] and image.shape == (side * 3 // 4, side, 3)
+        asks = []
+        for seq in range(3, 3 + 2 * tracking.DETECT_EVERY):  # a face come close (found at the next detection)...
+            socket.send_bytes(_frame(seq, picture(side, 0.4)))
+            message = socket.receive()
+            if message.get("text"):
+                asks.append(json.loads(message["text"]))
+                message = socket.receive()
+            assert camera.unpack(message["bytes"])[0]["seq"] == seq
+        assert asks == [{"side": 320}]  # ... fewer again, down to the first side
+
+
 def test_frames_faster_than_the_rate_bound_are_dropped(client, monkeypatch):
     monkeypatch.setattr(camera, "MAX_FPS", 0.001)  # one frame in 800 s: the second comes too soon
     frame = next(clips.frames(1, SIZE))
@@ -190,7 +318,7 @@ def test_frames_faster_than_the_rate_bound_are_dropped(client, monkeypatch):
         socket.send_bytes(_frame(0, frame))
         socket.send_bytes(_frame(1, frame))
         replies = {h["seq"]: h for h, _ in (_reply(socket), _reply(socket))}
-    assert replies[1] == {"seq": 1, "dropped": "rate"} and replies[0]["faces"]
+    assert replies[1] == {"seq": 1, "dropped": "rate"} and replies[0]["faces"] == []
 
 
 @pytest.fixture
@@ -239,9 +367,9 @@ def test_a_client_that_leaves_frees_its_work_at_once(toy_runs, gate):
             again.receive_text()
             gate["release"].set()
             deadline = time.monotonic() + 30
-            while work._pending and time.monotonic() < deadline:
+            while work.pending and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert work._pending == 0
+            assert work.pending == 0
             again.send_bytes(_frame(5, frame, {"Smiling": 2.0}))
             assert _reply(again)[0]["seq"] == 5
     assert gate["edited"] == [{"Smiling": 0.0}, {"Smiling": 2.0}]  # frame 1 was never edited

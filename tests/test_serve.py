@@ -373,7 +373,7 @@ def test_waiting_renders_are_shared_or_superseded():
 
         def ask(name, key=None, supersede=True):
             return asyncio.create_task(
-                queue.run("p", key or name, lambda: job(name), supersede=supersede, gone=present)
+                queue.run("p", key or name, lambda check: job(name), supersede=supersede, gone=present)
             )
 
         first = ask("first")

@@ -233,7 +233,8 @@ def test_the_camera_in_a_browser(toy_runs, tmp_path):
                 page.goto(link)  # the token's link: the cookie
                 page.wait_for_function("() => document.getElementById('status').textContent.startsWith('fader')")
                 page.click("#camera-start")
-                page.wait_for_function("() => camera.drawnCount >= 5")
+                # The face is found beside the stream, a few frames in, and fades in: wait until it is full.
+                page.wait_for_function("() => camera.faces.length === 1 && camera.faces[0].weight === 1")
                 before, [face] = _canvas(page), page.evaluate("camera.faces")
                 assert before.shape == (240, 320, 3)  # scaled down in the browser to what the 64 px model needs
                 assert face["values"] is None
@@ -268,6 +269,11 @@ def test_the_camera_in_a_browser(toy_runs, tmp_path):
                 inside, far = box_masks([2 * v for v in face["box"]], snap.shape, 1.5)
                 change = np.abs(snap - pictures[0]).max(axis=2)
                 assert change[inside].mean() > 2 * change[far].mean() + 2
+
+                # The server may ask for more pixels (small faces): the frames sent are scaled to that.
+                page.evaluate("onCameraMessage(camera.socket, { data: JSON.stringify({ side: 480 }) })")
+                page.wait_for_function("() => document.getElementById('live-canvas').width === 480")
+                assert _canvas(page).shape == (360, 480, 3) and page.evaluate("camera.hello.fps") == 30  # the rest kept
 
                 # The socket: the page's own origin with the cookie opens it; another site (here another
                 # port of this machine, whose requests carry the cookie) or no token does not.

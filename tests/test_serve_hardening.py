@@ -169,6 +169,134 @@ def test_busy_is_503_with_retry_after(toy_runs):
         assert c.get(f"/api/photos/{record['id']}").status_code == 200
 
 
+# ---------------------------------------------------------------- 3b. interactive work first
+
+
+def test_interactive_work_goes_first_and_each_kind_has_its_own_bound():
+    from fadercli.serve.work import INTERACTIVE, Busy, WorkPool
+
+    pool = WorkPool(workers=1, waiting=2)
+    holding, release, order = threading.Event(), threading.Event(), []
+
+    def hold():  # bulk work with no checkpoint: the only worker is taken until it ends
+        holding.set()
+        return release.wait(30)
+
+    def job(name):
+        order.append(name)
+        return name
+
+    async def scenario():
+        first = asyncio.ensure_future(pool.run(hold))
+        while not holding.is_set():
+            await asyncio.sleep(0.01)
+        bulk = [asyncio.ensure_future(pool.run(job, f"bulk {i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Busy, match="busy"):
+            await pool.run(job, "bulk 2")  # three bulk jobs running or waiting: the bound
+        slider = asyncio.ensure_future(pool.run(job, "slider", kind=INTERACTIVE))  # not turned away by them
+        await asyncio.sleep(0)
+        release.set()
+        assert await asyncio.gather(first, *bulk, slider) == [True, "bulk 0", "bulk 1", "slider"]
+
+    asyncio.run(scenario())
+    pool.shutdown()
+    assert order == ["slider", "bulk 0", "bulk 1"]  # queued last, run first
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
+def test_with_two_workers_one_is_kept_for_interactive_work_and_the_other_runs_in_the_background():
+    from fadercli.serve.work import WorkPool
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    pool = WorkPool(workers=2, waiting=1)
+    lane, other = pool._threads
+    _until(lambda: lane.native_id and other.native_id, "the workers start")
+    _until(lambda: os.getpriority(os.PRIO_PROCESS, other.native_id) == min(19, base + 10), "bulk in the background")
+    assert os.getpriority(os.PRIO_PROCESS, lane.native_id) == base
+    pool.shutdown()
+
+
+def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_slider_render_goes_before_the_uploads_queued_ahead_of_it(toy_runs, workers):
+    """Uploads whose analysis is slow (held here stage after stage): a render asked for after them is
+    answered while every one of them still waits. One worker: it runs the render at the running
+    upload's next checkpoint; two: bulk work leaves one of them free for it."""
+    from fadercli.progress import checkpoint
+
+    with _client(toy_runs["both"], workers=workers) as c:
+        photo = _upload(c).json()["id"]
+        fader, work = c.app.state.pool.fader, c.app.state.work
+        real, release, done = fader.analyse, threading.Event(), []
+
+        def slow(*args, **kwargs):
+            while not release.is_set():
+                checkpoint()  # a stage of the analysis ends
+                release.wait(0.01)
+            done.append("upload")
+            return real(*args, **kwargs)
+
+        fader.analyse = slow
+        try:
+            with ThreadPoolExecutor(4) as clients:
+                uploads = [clients.submit(_upload, c) for _ in range(3)]
+                _until(lambda: work.pending == 3, "the uploads reach the queue")
+                body = {"faces": {"0": {"Smiling": 1.0}}, "format": "jpeg", "max_size": 256, "supersede": True}
+                render = clients.submit(c.post, f"/api/photos/{photo}/render", json=body).result(timeout=60)
+                assert render.status_code == 200 and done == []  # answered before any upload is
+                release.set()
+                assert [u.result().status_code for u in uploads] == [201] * 3 and done == ["upload"] * 3
+        finally:
+            release.set()
+            fader.analyse = real
+
+
+def test_a_render_superseded_while_it_waits_for_a_thread_is_dropped_before_it_starts(toy_runs):
+    with _client(toy_runs["both"], workers=1) as c:
+        photo = _upload(c).json()["id"]
+        fader, work = c.app.state.pool.fader, c.app.state.work
+        analysis = c.app.state.cache.get(photo).analysis
+        real, render, held, release, rendered = fader.analyse, analysis.render, threading.Event(), threading.Event(), []
+
+        def hold(*args, **kwargs):  # an upload holding the only worker, with no checkpoint
+            held.set()
+            release.wait(60)
+            return real(*args, **kwargs)
+
+        def counted(*args, **kwargs):
+            rendered.append(kwargs["faces"])
+            return render(*args, **kwargs)
+
+        fader.analyse, analysis.render = hold, counted
+
+        def slide(value):
+            body = {"faces": {"0": {"Smiling": value}}, "format": "jpeg", "max_size": 256, "supersede": True}
+            return c.post(f"/api/photos/{photo}/render", json=body)
+
+        try:
+            with ThreadPoolExecutor(3) as clients:
+                upload = clients.submit(_upload, c)
+                assert held.wait(60)
+                older = clients.submit(slide, 0.5)
+                _until(lambda: work.pending == 2, "the render waits for a thread")
+                newer = clients.submit(slide, 1.5)
+                _until(lambda: c.app.state.renders._slots[photo].latest == 2, "the newer render is asked for")
+                release.set()
+                assert older.result().status_code == 409 and older.result().json()["code"] == "superseded"
+                assert newer.result().status_code == 200 and upload.result().status_code == 201
+        finally:
+            release.set()
+            fader.analyse = real
+        assert rendered == [{0: {"Smiling": 1.5}}]  # the older one never rendered
+
+
 def test_faces_per_photo_are_capped_on_the_server(toy_runs, tmp_path):
     face = np.asarray(Image.open(ASTRONAUT).convert("RGB").crop((150, 40, 300, 250)).resize((120, 168)))
     crowd = np.concatenate([np.concatenate([face] * 3, axis=1)] * 3, axis=0)
@@ -237,12 +365,12 @@ def test_a_client_that_goes_away_does_not_cancel_a_shared_render():
     async def scenario():
         queue, gone = RenderQueue(), {"first": True, "second": False}
 
-        async def job():
+        async def job(check):
             return "image"
 
         blocker = asyncio.Event()
 
-        async def hold():
+        async def hold(check):
             await blocker.wait()
             return "held"
 

@@ -39,7 +39,10 @@ def serve(
         int, typer.Option("--max-faces", help="Faces edited per photo (the largest).")
     ] = SERVE.max_faces,
     queue: Annotated[
-        int, typer.Option("--queue", help="Model jobs that may wait for a worker; more get 503 Busy.")
+        int,
+        typer.Option(
+            "--queue", help="Model jobs of each kind (interactive, bulk) that may wait for a worker; more get 503 Busy."
+        ),
     ] = 8,
     cameras: Annotated[
         int, typer.Option("--cameras", help="Clients whose camera may stream to the page at once (0: no camera).")
@@ -53,7 +56,11 @@ def serve(
         typer.Option("--cors", help="One origin (https://host:port) allowed to call the API from its pages."),
     ] = None,
     workers: Annotated[
-        Optional[int], typer.Option("--workers", help="Threads doing model work (default: 2, or 1 on one core).")
+        Optional[int],
+        typer.Option(
+            "--workers",
+            help="Threads doing model work (default: 2, or 1 on one core); of 2 or more, one only for sliders and the camera.",
+        ),
     ] = None,
     threads: Annotated[
         Optional[int], typer.Option("--threads", help="Torch threads per worker (default: cores / workers).")

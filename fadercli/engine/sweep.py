@@ -22,6 +22,7 @@ from fadercli.media.images import Photo, from_array, to_uint8
 from fadercli.media.writing import encode_image, save_image
 from fadercli.net.tensors import from_crops, to_unit
 from fadercli.net.tensors import resize as resize_crops
+from fadercli.progress import checkpoint
 
 
 def sweep_values(
@@ -86,6 +87,7 @@ def sweep(
             change = resize_crops((out - xin[:, None]).flatten(0, 1), size).view(len(x), steps, 3, size, size)
             out = (x[:, None] + change).clamp(-1, 1)
         swept.append(to_unit(out.flatten(0, 1)).reshape(len(x), steps, size, size, 3))
+        checkpoint()
     reference = to_unit(x)
     if crop:
         cell = (max_size, max_size)
@@ -128,6 +130,7 @@ def _photo_cells(
                     facelib.paste(edited, alignment, s[i, j], reference[i], inplace=True)
                 frames.append(pad(edited.pixels, box))
             row.append(np.stack(frames))
+            checkpoint()
         cells.append(row)
     return originals, cells
 

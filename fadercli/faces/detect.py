@@ -20,6 +20,7 @@ import functools
 import math
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from fadercli.errors import ModelError, UsageError
 from fadercli.faces.geometry import Face, _apply, _crop_matrix, _warp, template
 from fadercli.limits import DEFAULT as DEFAULT_LIMITS
 from fadercli.media.images import Photo
+from fadercli.progress import checkpoint
 
 # Faces are kept by the score of the second look (see _refine). Measured (docs/experiments.md,
 # "Faces"): true faces 0.76-0.94 (cut by the border, tiny, grainy, greyscale, rolled), 0.8 and more
@@ -50,7 +52,10 @@ REFINE_WINDOW = 320  # the upright window a candidate is looked at again in
 REFINE_FACE = 224  # ... holding a CelebA-framed crop of this size (eyes ~47 px apart)
 REFINE_BOX = 112  # a face's YuNet box at that size (its larger side)
 REFINE_SMALL = 112  # the second look's framing for faces it misses at REFINE_FACE (see _refine)
+RESIZE_MARGIN = 0.05  # a face followed (follow) changes its look's size only for a look this much surer:
+# one that scores alike at both keeps its framing, since YuNet's landmarks shift with it
 LOOK_THRESHOLD = 0.3  # the least score a second look reports at all
+NEAR = 0.5  # a look keeps the face whose eyes are within this x their distance of where it looked
 SURE = 0.9  # upright faces score ~0.93 on a second look, faces seen upside down ~0.85
 REFINE_ROUNDS = 4  # looks at most; measured: landmark spread over rescaled/rotated copies 13% of
 REFINE_SETTLED = 0.02  # the eye distance for the first find, 6.5% after one look, 3.4% after three
@@ -130,26 +135,29 @@ def _run_tiled(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
     for y in range(0, max(h - TILE_OVERLAP, 1), stride):
         for x in range(0, max(w - TILE_OVERLAP, 1), stride):
             found = _run(detector, bgr[y : y + TILE, x : x + TILE], threshold)
+            checkpoint()
             found[:, [0, 4, 6, 8, 10, 12]] += x
             found[:, [1, 5, 7, 9, 11, 13]] += y
             rows.append(found)
     return np.concatenate(rows)
 
 
-def _scales(width: int, height: int) -> list[float]:
-    """From a copy with COARSE_SIDE as long side to full resolution (at most FINE_PIXELS; photos
-    under UPSCALED_PIXELS enlarged to that, at most twice), at most MAX_STEP apart."""
+def _scales(width: int, height: int, enlarge: bool = True) -> list[float]:
+    """From a copy with COARSE_SIDE as long side to full resolution (at most FINE_PIXELS; with
+    `enlarge`, photos under UPSCALED_PIXELS enlarged to that, at most twice), at most MAX_STEP apart."""
     pixels = width * height
     coarse = min(1.0, COARSE_SIDE / max(width, height))
-    fine = max(min(1.0, math.sqrt(FINE_PIXELS / pixels)), min(2.0, math.sqrt(UPSCALED_PIXELS / pixels)))
+    fine = min(1.0, math.sqrt(FINE_PIXELS / pixels))
+    if enlarge:
+        fine = max(fine, min(2.0, math.sqrt(UPSCALED_PIXELS / pixels)))
     steps = math.ceil(math.log(fine / coarse) / math.log(MAX_STEP) - 1e-9)
     return [coarse * (fine / coarse) ** (k / steps) for k in range(steps + 1)] if steps > 0 else [coarse]
 
 
-def _candidates(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
+def _candidates(detector, bgr: np.ndarray, threshold: float, enlarge: bool) -> np.ndarray:
     h, w = bgr.shape[:2]
     rows = []
-    for scale in _scales(w, h):
+    for scale in _scales(w, h, enlarge):
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         if size == (w, h):
             image = bgr
@@ -162,6 +170,7 @@ def _candidates(detector, bgr: np.ndarray, threshold: float) -> np.ndarray:
         found[:, [1, 5, 7, 9, 11, 13]] = (found[:, [1, 5, 7, 9, 11, 13]] + 0.5) * sy - 0.5
         found[:, [2, 3]] *= (sx, sy)
         rows.append(found)
+        checkpoint()
     return _suppress(np.concatenate(rows))
 
 
@@ -198,24 +207,26 @@ def _mirror(rows: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _nearest(found: np.ndarray, expected: np.ndarray) -> np.ndarray | None:
-    """The detection whose eyes are nearest `expected`, if within half their distance."""
+def _nearest(found: np.ndarray, expected: np.ndarray, reach: float = NEAR) -> np.ndarray | None:
+    """The detection whose eyes are nearest `expected`, if within `reach` times their distance."""
     if not len(found):
         return None
     error = np.linalg.norm(found[:, 4:8].reshape(-1, 2, 2) - expected, axis=2).max(axis=1)
     best = int(np.argmin(error))
-    return found[best] if error[best] < 0.5 * np.linalg.norm(expected[1] - expected[0]) else None
+    return found[best] if error[best] < reach * np.linalg.norm(expected[1] - expected[0]) else None
 
 
-def _look_at(detector, view: np.ndarray, expected: np.ndarray, mirrored: bool) -> np.ndarray | None:
+def _look_at(
+    detector, view: np.ndarray, expected: np.ndarray, mirrored: bool, reach: float = NEAR
+) -> np.ndarray | None:
     """The face near `expected` in a view (a row in view coordinates, or None); with `mirrored`,
     averaged with the same look at the mirrored view."""
     mirror = cv2.flip(view, 1) if mirrored else None  # view[:, ::-1], copied 20x faster than numpy does
     other = _helper().submit(_run, detector, mirror, LOOK_THRESHOLD) if mirrored and detector.parallel else None
-    looks = [_nearest(_run(detector, view, LOOK_THRESHOLD), expected)]
+    looks = [_nearest(_run(detector, view, LOOK_THRESHOLD), expected, reach)]
     if mirrored:
         flipped = other.result() if other is not None else _run(detector, mirror, LOOK_THRESHOLD)
-        looks.append(_nearest(_mirror(flipped, view.shape[1]), expected))
+        looks.append(_nearest(_mirror(flipped, view.shape[1]), expected, reach))
     seen = [look for look in looks if look is not None]
     return np.mean(seen, axis=0) if seen else None
 
@@ -226,10 +237,16 @@ def _leaves_photo(window: np.ndarray, size: int, width: int, height: int) -> boo
 
 
 def _look(
-    detector, bgr: np.ndarray, window: np.ndarray, expected: np.ndarray, mirrored: bool, size: int = REFINE_WINDOW
+    detector,
+    bgr: np.ndarray,
+    window: np.ndarray,
+    expected: np.ndarray,
+    mirrored: bool,
+    size: int = REFINE_WINDOW,
+    reach: float = NEAR,
 ) -> np.ndarray | None:
     """Detect in a size x size view of the photo (`window`: photo -> view) and keep the face whose
-    eyes are nearest `expected` (view coordinates), if within half their distance; with `mirrored`,
+    eyes are nearest `expected` (view coordinates), if within `reach` times their distance; with `mirrored`,
     average with the same look at the mirrored view. A detection row in photo coordinates, or None.
 
     Where the view reaches beyond the photo, its edge pixels repeated there streak a face cut by
@@ -237,10 +254,10 @@ def _look(
     look is also taken with black beyond the photo, as YuNet sees a photo's edge, and the surer score kept.
     The landmarks stay those seen with the edge repeated, which place an eye beyond the border better.
     """
-    found = _look_at(detector, _warp(bgr, window, (size, size)), expected, mirrored)
+    found = _look_at(detector, _warp(bgr, window, (size, size)), expected, mirrored, reach)
     unsure = found is None or found[14] < SURE
     if unsure and _leaves_photo(window, size, bgr.shape[1], bgr.shape[0]):
-        black = _look_at(detector, _warp(bgr, window, (size, size), cv2.BORDER_CONSTANT), expected, mirrored)
+        black = _look_at(detector, _warp(bgr, window, (size, size), cv2.BORDER_CONSTANT), expected, mirrored, reach)
         if black is not None and (found is None or black[14] > found[14]):
             found = black if found is None else np.concatenate([found[:14], black[14:]])
     if found is None:
@@ -252,14 +269,16 @@ def _look(
     return np.concatenate([[x0, y0, x1 - x0, y1 - y0], points[4:].ravel(), [found[14]]])
 
 
-def _look_again(detector, bgr: np.ndarray, row: np.ndarray, face: int = REFINE_FACE) -> np.ndarray | None:
+def _look_again(
+    detector, bgr: np.ndarray, row: np.ndarray, face: int = REFINE_FACE, reach: float = NEAR
+) -> np.ndarray | None:
     """Look at a face upright and CelebA-framed by its landmarks (a face x face crop in a window
     REFINE_WINDOW / REFINE_FACE times larger), mirrored and not."""
     size = round(face * REFINE_WINDOW / REFINE_FACE)
     window = _crop_matrix(row[4:14].reshape(5, 2), face)
     window[:, 2] += (size - face) / 2
     expected = template(face)[:2] + (size - face) / 2
-    return _look(detector, bgr, window, expected, mirrored=True, size=size)
+    return _look(detector, bgr, window, expected, mirrored=True, size=size, reach=reach)
 
 
 def _look_turned(detector, bgr: np.ndarray, row: np.ndarray) -> np.ndarray | None:
@@ -326,52 +345,74 @@ def find_faces(
     model: str | os.PathLike | None = None,
     parallel: bool = False,
     max_faces: int = DEFAULT_LIMITS.max_faces,
+    enlarge: bool = True,
 ) -> list[Face]:
     """The faces in a photo (a Photo, or an H x W x 3 uint8 RGB array), largest first: at most
     `max_faces` of them, so that a crowd (or a picture made of faces) costs bounded time and memory.
 
     threshold: YuNet's confidence (0..1) a face needs on the second, upright look; lower finds more,
     and more false ones. parallel: second looks detect their mirrored view on a helper thread (the
-    same faces, sooner where a core is free).
+    same faces, sooner where a core is free). enlarge: a photo under 4 MP is also searched enlarged
+    (faces down to ~5 px tall in it); without, at its own pixels and coarser only (faces from ~10 px:
+    a camera's frame, whose sender can send more pixels instead, in a fraction of the time).
     """
     if not 0 < threshold < 1:
         raise UsageError(f"the detection threshold must be between 0 and 1, got {threshold}")
     rgb = image.rgb8() if isinstance(image, Photo) else np.asarray(image)
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # rgb[..., ::-1], copied 40x faster than numpy does
     detector = _detector(str(model or detector_model()), parallel)
-    candidates = _candidates(detector, bgr, min(threshold, CANDIDATE_THRESHOLD))
+    candidates = _candidates(detector, bgr, min(threshold, CANDIDATE_THRESHOLD), enlarge)
     if len(candidates) > 2 * max_faces:  # each costs up to REFINE_ROUNDS looks: keep the largest, in order
         candidates = candidates[
             np.sort(np.argsort(-candidates[:, 2] * candidates[:, 3], kind="stable")[: 2 * max_faces])
         ]
-    refined = [_refine(detector, bgr, candidate) for candidate in candidates]
+    refined = []
+    for candidate in candidates:
+        refined.append(_refine(detector, bgr, candidate))
+        checkpoint()
     refined = np.array([r for r in refined if r is not None and r[14] >= threshold]).reshape(-1, 15)
-    faces = []
     # Two candidates (say, a face and a part of it) can settle on the same face.
-    for row in _suppress(refined):
-        x, y, w, h = (float(v) for v in row[:4])
-        landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
-        faces.append(Face((x, y, w, h), landmarks, float(row[14])))
+    faces = [_as_face(row) for row in _suppress(refined)]
     faces.sort(key=lambda f: -f.area)
     return faces[:max_faces]
 
 
 def follow(
-    image: Photo | np.ndarray, faces: list[Face], *, model: str | os.PathLike | None = None, parallel: bool = False
-) -> list[Face | None]:
+    image: Photo | np.ndarray,
+    faces: list[Face],
+    *,
+    sizes: Sequence[int | None] | None = None,
+    reach: float = NEAR,
+    model: str | os.PathLike | None = None,
+    parallel: bool = False,
+) -> list[tuple[Face | None, int]]:
     """Each face looked at once more where it was: find_faces' second look (upright, framed by the
-    face's landmarks, mirrored and not) in `image`, say the next frame of a video; None where no
-    face is found there. A small fraction of find_faces' time: no search over the whole image.
-    `parallel` as for find_faces."""
+    face's landmarks, mirrored and not) in `image`, say the next frame of a video. A small fraction of
+    find_faces' time: no search over the whole image. `parallel` as for find_faces.
+
+    A look is framed at the size its face was last found at (`sizes`, as returned here; None: the
+    size find_faces looks at first); where it is unsure there (under SURE, or nothing found), also
+    at the other size find_faces looks at, and that look is kept if clearly surer: a small or soft
+    face, which enlarging hides, is followed as the detector found it. A face is found where its eyes
+    are within `reach` times their distance of where they were. Per face: the face found (None: not
+    there) and the size to look at it next time."""
     rgb = image.rgb8() if isinstance(image, Photo) else np.asarray(image)
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     detector = _detector(str(model or detector_model()), parallel)
-    found: list[Face | None] = []
-    for face in faces:
-        row = _look_again(detector, bgr, np.concatenate([face.box, face.points.ravel(), [face.score]]))
-        if row is None:
-            found.append(None)
-            continue
-        landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
-        found.append(Face(tuple(float(v) for v in row[:4]), landmarks, float(row[14])))
+    found: list[tuple[Face | None, int]] = []
+    for face, size in zip(faces, sizes or [None] * len(faces)):
+        row = np.concatenate([face.box, face.points.ravel(), [face.score]])
+        size = size or REFINE_FACE
+        looked = _look_again(detector, bgr, row, size, reach)
+        if looked is None or looked[14] < SURE:
+            other = REFINE_SMALL if size == REFINE_FACE else REFINE_FACE
+            again = _look_again(detector, bgr, row, other, reach)
+            if again is not None and (looked is None or again[14] > looked[14] + RESIZE_MARGIN):
+                looked, size = again, other
+        found.append((None if looked is None else _as_face(looked), size))
     return found
+
+
+def _as_face(row: np.ndarray) -> Face:
+    landmarks = tuple((float(px), float(py)) for px, py in row[4:14].reshape(5, 2))
+    return Face(tuple(float(v) for v in row[:4]), landmarks, float(row[14]))

@@ -3,7 +3,8 @@
 Every route is a thin shell over the Python API: an upload is `Fader.analyse` + `estimates()`, a
 render `Analysis.render`, a sweep `Fader.sweep` of the analysis, `POST /api/edit` `Fader.edit`;
 images are encoded as `fader edit` writes them (media.writing.encode_image). Model work runs on a few
-threads with a bounded queue (work.py), off the event loop.
+threads with bounded queues (work.py), off the event loop: preview renders as interactive work,
+ahead of the bulk work of uploads, full-size renders and edits, sweeps and model loads.
 
 What the server trusts (README, "Security"): requests that change anything (every method but GET,
 HEAD and OPTIONS) must come from its own page, a client that is not a browser, or the --cors
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fadercli import __version__
 from fadercli.errors import FaderError, InputError, UsageError
+from fadercli.progress import checkpoint
 from fadercli.serve.cache import PhotoCache, PhotoEntry
 from fadercli.serve.camera import add_camera
 from fadercli.serve.errors import HTTPFailure, failure, from_error
@@ -39,7 +41,7 @@ from fadercli.serve.models import ModelPool
 from fadercli.serve.page import curves_png, page_and_policy
 from fadercli.serve.renders import ClientGone, RenderQueue
 from fadercli.serve.settings import LOOPBACK_NAMES, Settings
-from fadercli.serve.work import WorkPool
+from fadercli.serve.work import BULK, INTERACTIVE, WorkPool
 from fadercli.train.card import CARD_FILE
 
 MAX_CARD_BYTES = 256 * 1024  # a card is a few kB; a huge README.md is cut, not read whole
@@ -114,9 +116,10 @@ def create_app(pool: ModelPool, settings: Settings) -> FastAPI:
     app.state.cache = cache
     app.state.pool = pool
     app.state.work = work
+    app.state.renders = queue
 
-    async def in_pool(fn, *args):
-        return await work.run(fn, *args)
+    async def in_pool(fn, *args, kind: str = BULK):
+        return await work.run(fn, *args, kind=kind)
 
     _error_handlers(app)
     _page_and_models(app, pool, settings, cache, in_pool)
@@ -243,7 +246,10 @@ def _photos(app: FastAPI, pool: ModelPool, cache: PhotoCache, queue: RenderQueue
         def analyse():
             from fadercli.media.images import decode_image
 
-            analysis = fader.analyse(decode_image(data, name, limits=fader.limits), name=name, align=align)
+            photo = decode_image(data, name, limits=fader.limits)
+            checkpoint()  # stages: decoding, the detection's own (passes, tiles, faces), the estimates
+            analysis = fader.analyse(photo, name=name, align=align)
+            checkpoint()
             return analysis, analysis.estimates()
 
         analysis, faces = await in_pool(analyse)
@@ -275,9 +281,10 @@ def _photos(app: FastAPI, pool: ModelPool, cache: PhotoCache, queue: RenderQueue
         fmt = "JPEG" if body.format in ("jpeg", "jpg") else body.format.upper()
         key = json.dumps([sorted((k, sorted(v.items())) for k, v in faces.items()), fmt, body.max_size, body.quality])
 
-        def job():
+        def job(check):
             from fadercli.media.writing import encode_image
 
+            check()  # superseded while it waited for a thread: dropped before it starts
             started = time.perf_counter()
             result = entry.analysis.render(faces=faces, max_size=body.max_size)
             rendered = time.perf_counter()
@@ -285,9 +292,15 @@ def _photos(app: FastAPI, pool: ModelPool, cache: PhotoCache, queue: RenderQueue
             cache.touch(entry)
             return data, result, rendered - started, time.perf_counter() - rendered
 
+        # A preview is what a slider waits for: interactive. The full photo (a download) is bulk work.
+        kind = BULK if body.max_size is None else INTERACTIVE
         try:
             data, result, seconds, encoding = await queue.run(
-                photo_id, key, lambda: in_pool(job), supersede=body.supersede, gone=request.is_disconnected
+                photo_id,
+                key,
+                lambda check: in_pool(job, check, kind=kind),
+                supersede=body.supersede,
+                gone=request.is_disconnected,
             )
         except ClientGone:
             return Response(status_code=499)
@@ -315,6 +328,7 @@ def _sweeps(app: FastAPI, pool: ModelPool, cache: PhotoCache, in_pool) -> None:
                 crop=body.crop,
                 max_size=body.max_size,
             )
+            checkpoint()
             data = result.encode(fmt, fps=body.fps, bounce=body.bounce)
             cache.touch(entry)
             return data, time.perf_counter() - started
@@ -353,8 +367,10 @@ def _edit(app: FastAPI, pool: ModelPool, in_pool) -> None:
         def job():
             started = time.perf_counter()
             photo = decode_image(data, name, limits=fader.limits)
+            checkpoint()
             result = fader.edit(photo, values, shifts, face=choice, align=align, name=name)
             rendered = time.perf_counter()
+            checkpoint()
             written = fmt or {"MPO": "JPEG"}.get(photo.format or "", photo.format) or "PNG"
             return (
                 encode_image(result.image, written),

@@ -11,9 +11,12 @@ Guard checks the socket's Host, Origin and token as it does every request's. A c
 leaves takes its work with it: the frame waiting is dropped, a job not started is cancelled, and
 its tracks are let go. Frames live in memory only, for the time their edit takes.
 
-Messages: the server's first is text, JSON: {"side", "fps", "max_bytes", "attributes"}: the
-longer side to scale frames to (what the models need: three times the largest model's crop,
-from 320 to 960), the rate and size bounds and the attributes. Then each frame, binary: a 4-byte
+Messages: the server's first is text, JSON: {"side", "fps", "max_bytes", "max_pixels",
+"attributes"}: the longer side to scale frames to (what the models need: three times the largest
+model's crop, from 320 to 960), the rate and size bounds and the attributes. Later text messages, {"side": n},
+ask for frames of another size: more pixels when the largest face found is smaller than the models'
+crop (up to ASK_MAX_SIDE, within the frame bounds), fewer again when they have grown (never
+fewer than the first side); a client sends frames no larger than its camera's. Then each frame, binary: a 4-byte
 big-endian length, a JSON header {"seq": n, "values": {name: value}} and a JPEG; each is answered,
 binary, in the same framing: a header {"seq", "faces": [{"box", "estimated", "values", "weight"}],
 "server_ms"} and the edited JPEG, or a header alone, {"seq", "dropped": "replaced" | "rate"} or
@@ -41,7 +44,7 @@ from fadercli.serve.errors import failure
 from fadercli.serve.guard import refuse
 from fadercli.serve.models import ModelPool
 from fadercli.serve.settings import Settings
-from fadercli.serve.work import WorkPool
+from fadercli.serve.work import INTERACTIVE, WorkPool
 
 MAX_FRAME_BYTES = 1024 * 1024  # a 960 px JPEG is 50-200 kB
 MAX_FRAME_PIXELS = 1280 * 960
@@ -49,6 +52,9 @@ MAX_HEADER_BYTES = 4096
 MAX_FPS = 30.0
 RATE_SLACK = 0.8  # frames closer than this x 1 / MAX_FPS are dropped (the browser's timers jitter)
 MIN_SIDE, MAX_SIDE = 320, 960
+ASK_MAX_SIDE = 1280  # the most a client is asked for: MAX_FRAME_PIXELS at 4:3
+ASK_CHANGE = 1.25  # the side asked for changes by this ratio at least (a face's size wanders a little)...
+ASK_EVERY = 1.0  # ... and at most once in this many seconds
 QUALITY = 85  # the JPEGs sent back
 STREAM_FPS = 15.0  # the rate a face tracker assumes (how many missed looks end a track)
 _LENGTH = struct.Struct(">I")
@@ -120,6 +126,25 @@ def side_for(model_size: int) -> int:
     return min(MAX_SIDE, max(MIN_SIDE, 3 * model_size))
 
 
+class Sides:
+    """The side a client is asked to send frames at: enough pixels that the largest face found is
+    not enlarged into the models' crop (LiveFrame.zoom), from the first side up to ASK_MAX_SIDE."""
+
+    def __init__(self, first: int):
+        self.first = self.asked = first
+        self.at = -math.inf
+
+    def ask(self, frame_side: int, zoom: float | None, now: float) -> int | None:
+        """After a frame of this longer side: the side to ask for now, or None (no change)."""
+        if zoom is None or now - self.at < ASK_EVERY:
+            return None
+        wanted = min(ASK_MAX_SIDE, max(self.first, 32 * math.ceil(frame_side * zoom / 32)))
+        if self.asked / ASK_CHANGE < wanted < self.asked * ASK_CHANGE:
+            return None
+        self.asked, self.at = wanted, now
+        return wanted
+
+
 def add_camera(app: FastAPI, pool: ModelPool, settings: Settings, work: WorkPool) -> None:
     """The `/api/camera` WebSocket (the Guard has checked Host, Origin and token before it runs)."""
     clients = set()
@@ -146,6 +171,8 @@ async def _serve(socket: WebSocket, fader, work: WorkPool, limits: Limits, pool:
     editor = fader.live(fps=STREAM_FPS)
     waiting = Waiting()
     sending = asyncio.Lock()
+    side = side_for(fader.chain.size)
+    sides = Sides(side)
 
     async def send(header: dict, body: bytes = b"") -> None:
         async with sending:
@@ -179,13 +206,14 @@ async def _serve(socket: WebSocket, fader, work: WorkPool, limits: Limits, pool:
             if replaced is not None:
                 await send({"seq": replaced.seq, "dropped": "replaced"})
 
-    def edit(frame: Frame) -> tuple[dict, bytes]:
+    def edit(frame: Frame) -> tuple[dict, bytes, int | None]:
         from fadercli.media.images import decode_image, from_array
         from fadercli.media.writing import encode_image
 
         started = time.perf_counter()
         photo = decode_image(frame.jpeg, "a camera frame", limits=limits)
         result = editor.edit(photo.rgb8(), frame.values, at=frame.at)
+        ask = sides.ask(max(photo.width, photo.height), result.zoom, frame.at)
         data = encode_image(from_array(result.image), "JPEG", quality=QUALITY)
         faces = [
             {
@@ -196,13 +224,14 @@ async def _serve(socket: WebSocket, fader, work: WorkPool, limits: Limits, pool:
             }
             for f in result.faces
         ]
-        return {"seq": frame.seq, "faces": faces, "server_ms": round(1000 * (time.perf_counter() - started), 1)}, data
+        header = {"seq": frame.seq, "faces": faces, "server_ms": round(1000 * (time.perf_counter() - started), 1)}
+        return header, data, ask
 
     async def process() -> None:
         while True:
             frame = await waiting.take()
             try:
-                header, data = await work.run(edit, frame)
+                header, data, ask = await work.run(edit, frame, kind=INTERACTIVE)
             except FaderError as e:
                 await send({"seq": frame.seq, "error": str(e), "code": e.code})
                 continue
@@ -210,14 +239,18 @@ async def _serve(socket: WebSocket, fader, work: WorkPool, limits: Limits, pool:
                 traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
                 await send({"seq": frame.seq, "error": f"internal error ({type(e).__name__})", "code": "internal"})
                 continue
+            if ask is not None:
+                async with sending:
+                    await socket.send_text(json.dumps({"side": ask}))
             await send(header, data)
 
     await socket.send_text(
         json.dumps(
             {
-                "side": side_for(fader.chain.size),
+                "side": side,
                 "fps": MAX_FPS,
                 "max_bytes": MAX_FRAME_BYTES,
+                "max_pixels": MAX_FRAME_PIXELS,
                 "attributes": pool.attributes(),
             }
         )

@@ -3,9 +3,10 @@
 A slider sends renders faster than they can be made. Per photo, renders are serialised (the
 analysis is shared state, and two renders of one photo would only compete for the cores); an
 identical request already waiting or running is shared rather than repeated; a request sent with
-`supersede` that is still waiting when a newer superseding one arrives for the same photo is
-answered 409 (`superseded`) without being rendered; and one whose client has gone (a page that
-aborted it) is skipped when its turn comes, unless other clients share it.
+`supersede` that has not started when a newer superseding one arrives for the same photo is
+answered 409 (`superseded`) without being rendered (whether it waits here for the photo's turn or
+in the work queue for a thread: the job checks as it starts); and one whose client has gone (a page
+that aborted it) is skipped when its turn comes, unless other clients share it.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ class RenderQueue:
         self,
         photo_id: str,
         key: str,
-        job: Callable[[], Awaitable[T]],
+        job: Callable[[Callable[[], None]], Awaitable[T]],
         *,
         supersede: bool,
         gone: Callable[[], Awaitable[bool]],
     ) -> T:
+        """job(check)'s result, shared with identical requests; `check()` raises Superseded once a
+        newer superseding render of the photo has come (the job calls it as it starts, on its thread)."""
         slot = self._slots.setdefault(photo_id, _Slot())
         if key in slot.shared:
             slot.sharers[key] = slot.sharers.get(key, 0) + 1
@@ -65,13 +68,17 @@ class RenderQueue:
             slot.latest += 1
         mine = slot.latest
         slot.users += 1
+
+        def check() -> None:
+            if supersede and mine != slot.latest:
+                raise Superseded("a newer render of this photo was asked for")
+
         try:
             async with slot.lock:
-                if supersede and mine != slot.latest:
-                    raise Superseded("a newer render of this photo was asked for")
+                check()
                 if not slot.sharers.get(key) and await gone():  # nobody else wants it either
                     raise ClientGone()
-                result = await job()
+                result = await job(check)
             future.set_result(result)
             return result
         except BaseException as e:

@@ -1,7 +1,9 @@
 """A live stream of frames (a camera): each frame's faces edited as it comes, by the video editor's pieces.
 
 `LiveEditor.edit` takes one decoded frame and gives it back edited at once. Faces are followed by
-the clip's Tracker in stream mode (tracking.py); each track's landmarks are smoothed by the One
+the clip's Tracker in stream mode (tracking.py), whose full detections run beside the stream on
+another thread (a frame never waits for one: a face new to the stream joins a few frames after
+it comes, and fades in); each track's landmarks are smoothed by the One
 Euro filter run forwards only, since the frames after this one are not known yet; its own values
 are the median of those estimated from the few crops the tracker keeps of it (a couple estimated
 per frame, so that no frame waits for many); it is edited at them by the clip's per-track stage
@@ -44,6 +46,11 @@ class LiveFrame:
     image: np.ndarray  # H x W x 3 uint8 RGB
     faces: list[LiveFace]
     seconds: float
+    # How much the largest face found in the frame is enlarged into the models' crop (crop pixels
+    # per frame pixel; None: no face): above 1, a sender that can send that many times more pixels
+    # a side gives the models a sharper face. The largest: a small face in the background, or a
+    # false one, does not decide.
+    zoom: float | None = None
 
 
 @dataclass
@@ -71,10 +78,13 @@ class LiveEditor:
         largest faces edited per frame."""
         self.chain = chain
         self.max_faces = max_faces
-        self.tracker = tracking.Tracker(fps=fps, threshold=threshold, crop_size=chain.size, stream=True)
+        self.tracker = tracking.Tracker(
+            fps=fps, threshold=threshold, crop_size=chain.size, stream=True, beside=tracking.detections()
+        )
         self.follows: dict[int, _Follow] = {}
         self.names: tuple[str, ...] = ()
         self.frames = 0
+        self.shape: tuple[int, ...] | None = None  # the last frame's height and width
 
     def edit(
         self,
@@ -91,13 +101,16 @@ class LiveEditor:
         now = time.monotonic() if at is None else at
         plan = self.chain.plan(values, shift) if values or shift else None
         t, self.frames = self.frames, self.frames + 1
+        if self.shape is not None and rgb.shape[:2] != self.shape:
+            self._rescale(rgb.shape[1] / self.shape[1], rgb.shape[0] / self.shape[0])
+        self.shape = rgb.shape[:2]
         self.tracker.step(t, rgb)
         tracks = {tr.id: tr for tr in self.tracker.live}
         for gone in self.follows.keys() - tracks.keys():
             del self.follows[gone]
         self._measure(tracks)
         photo = from_array(np.array(rgb, dtype=np.uint8))
-        faces, edits = [], []
+        faces, edits, zoom = [], [], None
         for track in sorted(tracks.values(), key=lambda tr: -tr.size)[: self.max_faces]:
             follow = self.follows.setdefault(track.id, _Follow())
             if track.frames[-1] == t:
@@ -112,12 +125,27 @@ class LiveEditor:
             target = planned_values(plan, own) if plan is not None and weight > 0 else None
             box = tuple(float(v) for v in track.rows[-1][:4])
             faces.append(LiveFace(track.id, box, own, target, weight))
+            alignment = facelib.alignment_for(
+                facelib.Face(box, tuple(map(tuple, follow.points.reshape(5, 2))), 1.0), self.chain.size
+            )
+            if track.frames[-1] == t:  # faces in the picture now: not one lost, fading out
+                zoom = min(zoom or np.inf, float(np.sqrt(abs(np.linalg.det(alignment.m[:, :2])))))
             if target is not None:
-                face = facelib.Face(box, tuple(map(tuple, follow.points.reshape(5, 2))), 1.0)
-                edits.append((facelib.alignment_for(face, self.chain.size), own, weight))
+                edits.append((alignment, own, weight))
         if edits:
             self._edit(photo, plan, edits)
-        return LiveFrame(photo.pixels, faces, time.perf_counter() - started)
+        return LiveFrame(photo.pixels, faces, time.perf_counter() - started, zoom)
+
+    def _rescale(self, sx: float, sy: float) -> None:
+        """Frames of a new size (the sender sends more pixels, or fewer): the faces followed on,
+        their smoothed landmarks scaled with them."""
+        self.tracker.rescale(sx, sy)
+        for follow in self.follows.values():
+            if follow.points is not None:
+                follow.points = tracking.scale_points(follow.points, sx, sy)
+            if follow.smooth.value is not None:
+                follow.smooth.value = tracking.scale_points(follow.smooth.value, sx, sy)
+                follow.smooth.speed = follow.smooth.speed * np.tile([sx, sy], 5)
 
     def _measure(self, tracks: dict[int, tracking.Track]) -> None:
         """Estimate a few of the tracks' kept crops not estimated yet, those of tracks with none first."""

@@ -17,17 +17,25 @@ followed without the lag a one-way filter has. Each frame gets a weight for the 
 and out over FADE_SECONDS where a face appears or is lost, instead of popping, but not at a scene
 cut or at the clip's ends, where the face appears or goes with the picture.
 
+Each look is framed at the size its face was last found at (faces.follow): a small or soft face,
+which YuNet loses when enlarged to the usual framing, is followed at the smaller framing the
+detector found it at (docs/experiments.md, "Small faces in a camera").
+
 A camera's frames (video/live.py) are followed by the same Tracker in `stream` mode (nothing
-followed back: those frames are shown already) and smoothed forwards only (`OneEuro`, one frame
+followed back: those frames are shown already; full detections at the frame's own pixels, not
+enlarged, and with `beside`, on another thread: a frame never waits for one, and its faces join
+the tracks at the first frame after it is done) and smoothed forwards only (`OneEuro`, one frame
 at a time), since what comes next is not known yet.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -47,6 +55,10 @@ MIN_FRAMES = 3  # shorter tracks are dropped: a face seen in one or two frames w
 UNSURE_SECONDS = 1.0
 RECENT_BYTES = 200e6  # frames kept to follow new faces back in (4K: 8 frames)
 MASK_MARGIN = 0.1  # tracked faces are blanked out for a full detection with this margin (x the box)
+# A second try looks this far (x the eye distance) from where it looks, about as far as the look's
+# window reaches: for a face a detection beside the stream found frames before, or where a moving
+# face's speed took it when the look framed for a still one missed it.
+CATCH_UP = 1.5
 SAME_FACE = 0.3  # box overlap (intersection over union) that matches a detection to a track
 DUPLICATE = 0.5  # two tracks overlapping this much follow the same face: the younger one ends
 REFRAME = 0.1  # a look finding the face this far (x the eye distance) from the first look so framed reframes the next
@@ -79,6 +91,7 @@ class Track:
     stride: int = 1
     framing: np.ndarray | None = None  # the landmarks the next look is framed by
     anchor: np.ndarray | None = None  # what the first look with that framing found
+    look_size: int | None = None  # the size the last look found it at (faces.follow)
 
     def next_look(self) -> facelib.Face:
         """Where to look for the face next: framed as the last look was, until the face has moved.
@@ -87,6 +100,16 @@ class Track:
         a still face's wander: docs/experiments.md, "Following faces"."""
         row = self.rows[-1].copy()
         row[4:14] = self.framing
+        return _face(row)
+
+    def moved_on(self, frame: int) -> facelib.Face:
+        """Where the face would be in `frame` had it kept the speed of its last two looks: where a
+        look that missed it (framed for a still face) looks again."""
+        row = self.rows[-1].copy()
+        if len(self.frames) > 1:
+            row[4:14] += (
+                (row[4:14] - self.rows[-2][4:14]) * (frame - self.frames[-1]) / (self.frames[-1] - self.frames[-2])
+            )
         return _face(row)
 
     @property
@@ -108,7 +131,7 @@ class Track:
             self.framing = points.copy()
         elif self.anchor is None:
             self.anchor = points.copy()
-        elif np.abs(points - self.anchor).max() > REFRAME * np.hypot(*(points[2:4] - points[0:2])):
+        elif _moved(points, self.anchor):
             # Moved: reframe where it will be next if it keeps its speed (a face crossing the picture
             # stays framed); the next look anchors.
             step = points - self.rows[-2][4:14] if len(self.frames) > 1 and self.frames[-2] == frame - 1 else 0
@@ -129,6 +152,25 @@ class Track:
             self.stride *= 2
             start = min(self.samples)
             self.samples = {f: c for f, c in self.samples.items() if (f - start) % self.stride == 0}
+
+
+def scale_points(points: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Positions (x, y, x, y, ...) in a picture scaled sx, sy times, pixel centre to pixel centre
+    as cv2.resize maps them."""
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return ((xy + 0.5) * (sx, sy) - 0.5).reshape(np.shape(points))
+
+
+def _scale_row(row: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """A YuNet-style row (box, landmarks, score) in a picture scaled sx, sy times."""
+    out = np.array(row, dtype=np.float64)
+    out[:2], out[2:4], out[4:14] = scale_points(out[:2], sx, sy), out[2:4] * (sx, sy), scale_points(out[4:14], sx, sy)
+    return out
+
+
+def _moved(points: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether landmarks are further than REFRAME x the eye distance from others: a face that moved."""
+    return bool(np.abs(points - reference).max() > REFRAME * np.hypot(*(points[2:4] - points[0:2])))
 
 
 def _alpha(dt: float, cutoff: float | np.ndarray) -> float | np.ndarray:
@@ -201,6 +243,15 @@ class SceneCuts:
         return previous is not None and 0.5 * np.abs(hist - previous).sum(axis=1).mean() > CUT_DISTANCE
 
 
+@functools.lru_cache(maxsize=1)
+def detections() -> Executor:
+    """The thread the full detections of live streams run on, beside their frames (one for every
+    stream in a process: a detection waits for another stream's at worst, and a stream asks for
+    none while its last one runs). At the frames' own priority: a stream shows no face until its
+    first detection is done, and new faces none until theirs."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fader-detect")
+
+
 class Tracker:
     """Follows faces frame by frame (call `step` for every frame, then `finish`)."""
 
@@ -212,15 +263,21 @@ class Tracker:
         crop_size: int,
         on_end: Callable[[Track], None] | None = None,
         stream: bool = False,
+        beside: Executor | None = None,
     ):
         """`on_end` is handed each track worth keeping as it ends (its crops can then be let go).
         `stream`: frames are shown as they come (a camera), so nothing is followed back, an ended
-        track is only handed to `on_end`, and a track keeps only its last LIVE_HISTORY looks."""
+        track is only handed to `on_end`, a track keeps only its last LIVE_HISTORY looks, and full
+        detections search the frame at its own pixels (not enlarged: the sender can send more).
+        `beside` (streams): full detections run there, and their faces join at the first frame
+        after they are done (looked for in that frame), so that no frame waits for one."""
         self.threshold = threshold
         self.fps = fps
         self.crop_size = crop_size
         self.on_end = on_end
         self.stream = stream
+        self.beside = beside
+        self.detecting: tuple[int, int, Future] | None = None  # a detection beside: frame, shot start, faces
         self.max_misses = max(1, round(MAX_GAP_SECONDS * fps))
         self.cuts = SceneCuts()
         self.live: list[Track] = []
@@ -242,16 +299,44 @@ class Tracker:
             self.shot_start = t
         missed = False
         if self.live:
-            for track, face in zip(self.live, facelib.follow(rgb, [tr.next_look() for tr in self.live], parallel=True)):
+            looks = [tr.next_look() for tr in self.live]
+            found = facelib.follow(rgb, looks, sizes=[tr.look_size for tr in self.live], parallel=True)
+            lost = [k for k, (face, _) in enumerate(found) if face is None or face.score < self.threshold]
+            if lost:  # a small face moving fast can leave the framing a still face keeps: look where it went
+                again = [self.live[k] for k in lost]
+                retried = facelib.follow(
+                    rgb,
+                    [tr.moved_on(t) for tr in again],
+                    sizes=[found[k][1] for k in lost],
+                    reach=CATCH_UP,
+                    parallel=True,
+                )
+                for k, look in zip(lost, retried):
+                    found[k] = look
+            for track, (face, size) in zip(self.live, found):
+                track.look_size = size
                 if face is not None and face.score >= self.threshold:
                     track.add(t, _row(face))
                 else:
                     track.misses += 1
                     track.missed += 1
                     missed |= track.misses == 1
+        if self.detecting is not None and self.detecting[2].done():
+            seen, shot, faces = self.detecting
+            self.detecting = None
+            if shot == self.shot_start:
+                self._match(t, rgb, faces.result(), seen)
+            else:  # a detection of the shot before a cut: the new shot's is due at once
+                self.last_full = -DETECT_EVERY
         if cut or t - self.last_full >= (MISSED_EVERY if missed else DETECT_EVERY):
-            self.last_full = t
-            self._match(t, rgb, facelib.find_faces(self._untracked(t, rgb), threshold=self.threshold, parallel=True))
+            untracked = self._untracked(t, rgb)
+            if self.beside is None:
+                self.last_full = t
+                self._match(t, rgb, self._detect(untracked, parallel=True), t)
+            elif self.detecting is None:
+                self.last_full = t
+                picture = untracked.copy() if untracked is rgb else untracked  # the caller may reuse its frame
+                self.detecting = (t, self.shot_start, self.beside.submit(self._detect, picture, parallel=False))
         self._drop_duplicates(t)
         # Lost for too long; or unsure, and lost more often than found (a texture, not a face).
         self._end(
@@ -272,6 +357,17 @@ class Tracker:
                 del track.frames[:-LIVE_HISTORY], track.rows[:-LIVE_HISTORY]
         self.recent.append((t, rgb))
 
+    def rescale(self, sx: float, sy: float) -> None:
+        """The stream's frames are now sx, sy times as large (a camera's sender was asked for more
+        pixels, or fewer): its faces are followed on, where they now are. A detection running
+        beside is of the old size: its faces are not waited for, and the next one is due at once."""
+        for track in self.live:
+            track.rows = [_scale_row(row, sx, sy) for row in track.rows]
+            track.framing, track.anchor = (
+                None if points is None else scale_points(points, sx, sy) for points in (track.framing, track.anchor)
+            )
+        self.detecting, self.last_full = None, -DETECT_EVERY
+
     def finish(self) -> list[Track]:
         """Every track long enough to keep, in the order they began."""
         self._end(self.live, hard=True)
@@ -286,6 +382,9 @@ class Tracker:
                     self.ended.append(track)
                 if self.on_end is not None:
                     self.on_end(track)
+
+    def _detect(self, rgb: np.ndarray, parallel: bool) -> list[facelib.Face]:
+        return facelib.find_faces(rgb, threshold=self.threshold, parallel=parallel, enlarge=not self.stream)
 
     def _untracked(self, t: int, rgb: np.ndarray) -> np.ndarray:
         """The frame with the faces its looks found blanked out: a full detection looks for new
@@ -302,8 +401,10 @@ class Tracker:
             out[y0:y1, x0:x1] = out[y0:y1, x0:x1].mean(axis=(0, 1))
         return out
 
-    def _match(self, t: int, rgb: np.ndarray, faces: list[facelib.Face]) -> None:
-        """A full detection's faces: each to the live track its box overlaps most, or a new track."""
+    def _match(self, t: int, rgb: np.ndarray, faces: list[facelib.Face], seen: int) -> None:
+        """A full detection's faces (of frame `seen`, t or one before it): each to the live track its
+        box overlaps most, or a new track. A detection of an earlier frame (beside the stream) is
+        only where to look in this one: a face not found there waits for the next detection."""
         rows = [_row(f) for f in faces]
         pairs = sorted(
             ((overlap(row[:4], tr.rows[-1][:4]), i, k) for i, row in enumerate(rows) for k, tr in enumerate(self.live)),
@@ -317,28 +418,42 @@ class Tracker:
             used_tracks.add(k)
             track = self.live[k]
             if track.frames[-1] != t:  # missed by its quick look: the detection finds it again
-                track.add(t, rows[i])
+                row = rows[i] if seen == t else self._look(rgb, rows[i], track, stale=True)
+                if row is not None:
+                    track.add(t, row)
         for i, row in enumerate(rows):
             if i in used_rows:
                 continue
             track = Track(self.next_id)
-            self.next_id += 1
-            track.framing = row[4:14].copy()
             # The detection's landmarks sit a little off those a look framed by them finds: start
             # from such a look, as every later frame is, so the first frame does not jump.
-            look = facelib.follow(rgb, [_face(row)], parallel=True)[0]
-            track.add(t, _row(look) if look is not None and look.score >= self.threshold else row)
+            look = self._look(rgb, row, track, stale=seen != t)
+            if look is None and seen != t:
+                continue
+            self.next_id += 1
+            # Framed as the detection found it, as the looks at a still face stay; where the face has
+            # moved since an earlier frame's detection, as the look found it.
+            moved = look is not None and _moved(look[4:14], row[4:14])
+            track.framing = (look if moved else row)[4:14].copy()
+            track.add(t, row if look is None else look)
             self._follow_back(track)
             # Seen since its shot began (a face at a cut, or on the first frame): no fade in.
             track.hard_start = track.frames[0] == self.shot_start
             self.live.append(track)
+
+    def _look(self, rgb: np.ndarray, row: np.ndarray, track: Track, stale: bool) -> np.ndarray | None:
+        """A look at the face a detection found (`row`; `stale`: in an earlier frame) in this frame,
+        as the track's row (None: not found surely enough); the track keeps the size it was found at."""
+        reach = {"reach": CATCH_UP} if stale else {}
+        face, track.look_size = facelib.follow(rgb, [_face(row)], parallel=True, **reach)[0]
+        return _row(face) if face is not None and face.score >= self.threshold else None
 
     def _follow_back(self, track: Track) -> None:
         """Follow a new track back through the frames kept since the last full detection, while
         it is found there and no other track has that face."""
         others = [tr for tr in self.live + self.ended if tr.frames[-1] >= track.frames[0] - DETECT_EVERY]
         for s, rgb in reversed(self.recent):
-            face = facelib.follow(rgb, [track.next_look()], parallel=True)[0]
+            face, _ = facelib.follow(rgb, [track.next_look()], sizes=[track.look_size], parallel=True)[0]
             if face is None or face.score < self.threshold:
                 return
             row = _row(face)
